@@ -1,0 +1,306 @@
+"""Text -> AST. The Lark grammar shapes the tree; this module only builds AST nodes from it."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.tree import Meta
+
+from mlspec.diagnostics import Diagnostic, MlspecError
+from mlspec.syntax import ast
+from mlspec.syntax.span import Span
+
+DURATION_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+DECL_KINDS = ("project", "source", "entity", "features", "label", "check", "model", "serve", "monitor", "alert")
+_DECL_START = re.compile(r"^(import|" + "|".join(DECL_KINDS) + r")\b")
+_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    grammar = resources.files("mlspec").joinpath("grammar/mlspec.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True, maybe_placeholders=True)
+
+
+def duration_ms(text: str) -> int:
+    unit = text.lstrip("0123456789")
+    return int(text[: len(text) - len(unit)]) * DURATION_UNITS_MS[unit]
+
+
+def unescape(quoted: str) -> str:
+    return re.sub(r"\\(.)", lambda m: _ESCAPES[m.group(1)], quoted[1:-1])
+
+
+@v_args(meta=True)
+class _ToAst(Transformer[Token, Any]):
+    """One method per grammar rule; each returns the matching AST node with its span."""
+
+    def __init__(self, file: str) -> None:
+        super().__init__()
+        self.file = file
+
+    def _span(self, meta: Meta) -> Span:
+        return Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def _tok(self, tok: Token) -> Span:
+        return Span(self.file, tok.line or 0, tok.column or 0, tok.end_line or 0, tok.end_column or 0)
+
+    # top level
+    def start(self, meta: Meta, children: list[Any]) -> tuple[Any, ...]:
+        return tuple(children)
+
+    def import_stmt(self, meta: Meta, c: list[Token]) -> ast.Import:
+        return ast.Import(unescape(str(c[0])), self._span(meta))
+
+    def decl(self, meta: Meta, c: list[Any]) -> ast.Decl:
+        kind, name, *items = c
+        return ast.Decl(str(kind), str(name), tuple(items), self._span(meta), self._tok(name))
+
+    # items
+    def assign(self, meta: Meta, c: list[Any]) -> ast.Assign:
+        return ast.Assign(str(c[0]), c[1], self._span(meta), self._tok(c[0]))
+
+    def block(self, meta: Meta, c: list[Any]) -> ast.Block:
+        return ast.Block(str(c[0]), tuple(c[1:]), self._span(meta))
+
+    def schema(self, meta: Meta, c: list[Any]) -> ast.Schema:
+        return ast.Schema(tuple(c), self._span(meta))
+
+    def column(self, meta: Meta, c: list[Any]) -> ast.Column:
+        return ast.Column(str(c[0]), str(c[1]), tuple(c[2:]), self._span(meta), self._tok(c[1]))
+
+    def not_null(self, meta: Meta, c: list[Any]) -> ast.Constraint:
+        return ast.Constraint("not_null", (), self._span(meta))
+
+    def unique(self, meta: Meta, c: list[Any]) -> ast.Constraint:
+        return ast.Constraint("unique", (), self._span(meta))
+
+    def allowed(self, meta: Meta, c: list[Any]) -> ast.Constraint:
+        return ast.Constraint("in", tuple(c), self._span(meta))
+
+    def value_range(self, meta: Meta, c: list[Any]) -> ast.Constraint:
+        return ast.Constraint("range", tuple(c), self._span(meta))
+
+    def references(self, meta: Meta, c: list[Any]) -> ast.Constraint:
+        return ast.Constraint("references", tuple(c), self._span(meta))
+
+    def rule(self, meta: Meta, c: list[Any]) -> ast.Rule:
+        condition, over, actions = c
+        return ast.Rule(condition, over, actions or (), self._span(meta))
+
+    def over(self, meta: Meta, c: list[Token]) -> ast.Duration:
+        return self.duration_lit(meta, c)
+
+    def actions(self, meta: Meta, c: list[ast.Action]) -> tuple[ast.Action, ...]:
+        return tuple(c)
+
+    def action(self, meta: Meta, c: list[Any]) -> ast.Action:
+        return ast.Action(str(c[0]), c[1], self._span(meta))
+
+    def call_targets(self, meta: Meta, c: list[Any]) -> tuple[str, ...]:
+        return tuple(str(t) for t in c if t is not None)
+
+    def every(self, meta: Meta, c: list[Token]) -> ast.Every:
+        return ast.Every(str(c[0]), self.duration_lit(meta, c[1:]), self._span(meta))
+
+    # expressions
+    def _binary(self, op: str, meta: Meta, c: list[Any]) -> ast.Binary:
+        return ast.Binary(op, c[0], c[1], self._span(meta))
+
+    def or_(self, meta: Meta, c: list[Any]) -> ast.Binary:
+        return self._binary("or", meta, c)
+
+    def and_(self, meta: Meta, c: list[Any]) -> ast.Binary:
+        return self._binary("and", meta, c)
+
+    def not_(self, meta: Meta, c: list[Any]) -> ast.Unary:
+        return ast.Unary("not", c[0], self._span(meta))
+
+    def neg(self, meta: Meta, c: list[Any]) -> ast.Unary:
+        return ast.Unary("-", c[-1], self._span(meta))
+
+    def compare(self, meta: Meta, c: list[Any]) -> ast.Binary:
+        return ast.Binary(str(c[1]), c[0], c[2], self._span(meta))
+
+    binop = compare
+
+    def is_null(self, meta: Meta, c: list[Any]) -> ast.IsNull:
+        return ast.IsNull(c[0], False, self._span(meta))
+
+    def is_not_null(self, meta: Meta, c: list[Any]) -> ast.IsNull:
+        return ast.IsNull(c[0], True, self._span(meta))
+
+    def in_(self, meta: Meta, c: list[Any]) -> ast.InList:
+        return ast.InList(c[0], tuple(c[1:]), False, self._span(meta))
+
+    def not_in(self, meta: Meta, c: list[Any]) -> ast.InList:
+        return ast.InList(c[0], tuple(c[1:]), True, self._span(meta))
+
+    def span_range(self, meta: Meta, c: list[Any]) -> ast.RangeLit:
+        return ast.RangeLit(c[0], c[1], self._span(meta))
+
+    def dotted(self, meta: Meta, c: list[Token]) -> ast.Ref:
+        return ast.Ref(tuple(str(t) for t in c), self._span(meta))
+
+    def glob(self, meta: Meta, c: list[Any]) -> ast.Glob:
+        return ast.Glob(str(c[0]) if c[0] is not None else None, self._span(meta))
+
+    def call(self, meta: Meta, c: list[Any]) -> ast.Call:
+        func: ast.Ref = c[0]
+        return ast.Call(func.dotted, tuple(a for a in c[1:] if a is not None), self._span(meta))
+
+    def kwarg(self, meta: Meta, c: list[Any]) -> ast.KwArg:
+        return ast.KwArg(str(c[0]), c[1], self._span(meta))
+
+    def list(self, meta: Meta, c: list[Any]) -> ast.ListLit:
+        return ast.ListLit(tuple(x for x in c if x is not None), self._span(meta))
+
+    def case(self, meta: Meta, c: list[Any]) -> ast.Case:
+        whens = tuple(x for x in c if isinstance(x, ast.When))
+        rest = [x for x in c if not isinstance(x, ast.When)]
+        return ast.Case(whens, rest[0] if rest else None, self._span(meta))
+
+    def when(self, meta: Meta, c: list[Any]) -> ast.When:
+        return ast.When(c[0], c[1], self._span(meta))
+
+    def window(self, meta: Meta, c: list[Token]) -> ast.Window:
+        return ast.Window(self.duration_lit(meta, c), self._span(meta))
+
+    # literals
+    def int_lit(self, meta: Meta, c: list[Token]) -> ast.Literal:
+        return ast.Literal(int(c[0]), str(c[0]), self._span(meta))
+
+    def float_lit(self, meta: Meta, c: list[Token]) -> ast.Literal:
+        return ast.Literal(float(c[0]), str(c[0]), self._span(meta))
+
+    def string_lit(self, meta: Meta, c: list[Token]) -> ast.Literal:
+        return ast.Literal(unescape(str(c[0])), str(c[0]), self._span(meta))
+
+    def duration_lit(self, meta: Meta, c: list[Token]) -> ast.Duration:
+        return ast.Duration(duration_ms(str(c[0])), str(c[0]), self._tok(c[0]))
+
+    def true_lit(self, meta: Meta, c: list[Token]) -> ast.Literal:
+        return ast.Literal(True, "true", self._span(meta))
+
+    def false_lit(self, meta: Meta, c: list[Token]) -> ast.Literal:
+        return ast.Literal(False, "false", self._span(meta))
+
+    def null_lit(self, meta: Meta, c: list[Token]) -> ast.Literal:
+        return ast.Literal(None, "null", self._span(meta))
+
+
+# ---- errors ------------------------------------------------------------------------------
+
+_PUNCT_NAMES = {
+    "LBRACE": "`{`", "RBRACE": "`}`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`",
+    "EQUAL": "`=`", "COMMA": "`,`", "DOT": "`.`", "STAR": "`*`", "MINUS": "`-`",
+    "NAME": "a name", "STRING": "a string", "INT": "an integer", "FLOAT": "a number",
+    "DURATION": "a duration like `30d`", "DECL_KIND": "a declaration (source, features, model, ...)",
+    "COMP_OP": "a comparison", "PLUS": "`+`", "SLASH": "`/`", "PERCENT": "`%`", "$END": "end of file",
+}
+
+
+def _describe_expected(expected: set[str]) -> str:
+    parser = _parser()
+    names = []
+    for term in sorted(expected):
+        if term in _PUNCT_NAMES:
+            names.append(_PUNCT_NAMES[term])
+            continue
+        try:
+            pattern = parser.get_terminal(term).pattern
+            names.append(f"`{pattern.value}`" if pattern.type == "str" else term.lower())
+        except KeyError:
+            names.append(term.lower())
+    names = sorted(set(names))
+    if len(names) > 6:
+        names = names[:6] + ["..."]
+    return ", ".join(names)
+
+
+def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic:
+    line, col = max(err.line, 1), max(err.column, 1)
+    if isinstance(err, UnexpectedCharacters):
+        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else "?"
+        hint = "strings use double quotes" if ch == "'" else None
+        return Diagnostic("E001", f"unexpected character `{ch}`", Span(file, line, col, line, col + 1), hint)
+    if isinstance(err, UnexpectedEOF):
+        last = text.rstrip().splitlines() or [""]
+        n = len(last)
+        return Diagnostic(
+            "E002", "unexpected end of file", Span(file, n, len(last[-1]) + 1, n, len(last[-1]) + 2),
+            "a `{` was opened and never closed",
+        )
+    assert isinstance(err, UnexpectedToken)
+    tok = err.token
+    if tok.type == "$END":
+        lines = text.rstrip().splitlines() or [""]
+        n = len(lines)
+        return Diagnostic("E002", "unexpected end of file", Span(file, n, len(lines[-1]) + 1, n, len(lines[-1]) + 2),
+                          f"expected {_describe_expected(err.expected)}")
+    end_col = (tok.end_column or col + 1) if (tok.end_line or line) == line else col + 1
+    hint = f"expected {_describe_expected(err.expected)}"
+    if tok.type == "NAME" and "DECL_KIND" in err.expected:
+        from mlspec.diagnostics import did_you_mean
+
+        hint = did_you_mean(str(tok), DECL_KINDS) or hint
+    elif str(tok) == "=" and "COMP_OP" in err.expected:
+        hint = "use `==` to compare; `=` sets a field"
+    return Diagnostic("E003", f"unexpected `{tok}`", Span(file, line, col, line, end_col), hint)
+
+
+def _comments(text: str, file: str) -> tuple[ast.Comment, ...]:
+    """Comments are not in the tree; the formatter re-attaches them by line."""
+    out = []
+    for tok in _parser().lex(text, dont_ignore=True):
+        if tok.type == "COMMENT":
+            out.append(ast.Comment(str(tok).rstrip(), Span(file, tok.line or 0, tok.column or 0, tok.line or 0, tok.end_column or 0)))
+    return tuple(out)
+
+
+def _parse_chunk(text: str, file: str) -> tuple[ast.Decl | ast.Import, ...]:
+    tree = _parser().parse(text)
+    try:
+        body: tuple[ast.Decl | ast.Import, ...] = _ToAst(file).transform(tree)
+    except VisitError as e:  # pragma: no cover - the transformer has no failing paths
+        raise e.orig_exc from e
+    return body
+
+
+def parse(text: str, file: str = "<string>") -> ast.Module:
+    """Parse one file. Raises MlspecError with every syntax error found (one per declaration)."""
+    try:
+        body = _parse_chunk(text, file)
+    except UnexpectedInput:
+        raise MlspecError(_recover(text, file)) from None
+    try:
+        comments = _comments(text, file)
+    except UnexpectedInput:  # pragma: no cover - parse succeeded, so lexing does too
+        comments = ()
+    return ast.Module(file, body, comments)
+
+
+def _recover(text: str, file: str) -> list[Diagnostic]:
+    """Re-parse declaration by declaration so one mistake does not hide the next."""
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, ln in enumerate(lines) if _DECL_START.match(ln)] or [0]
+    if starts[0] != 0:
+        starts.insert(0, 0)
+    diagnostics = []
+    for a, b in zip(starts, [*starts[1:], len(lines)], strict=True):
+        chunk = "\n" * a + "".join(lines[a:b])
+        try:
+            _parse_chunk(chunk, file)
+        except UnexpectedInput as err:
+            diagnostics.append(_syntax_diagnostic(err, file, text))
+    if not diagnostics:  # the whole failed but no piece did: report the whole-file error
+        try:
+            _parse_chunk(text, file)
+        except UnexpectedInput as err:
+            diagnostics.append(_syntax_diagnostic(err, file, text))
+    return diagnostics
