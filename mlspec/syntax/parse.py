@@ -205,7 +205,12 @@ _PUNCT_NAMES = {
 }
 
 
+_EXPRESSION_STARTS = {"NAME", "INT", "STRING"}
+
+
 def _describe_expected(expected: set[str]) -> str:
+    if expected >= _EXPRESSION_STARTS and "RBRACE" not in expected:
+        return "an expression"
     parser = _parser()
     names = []
     for term in sorted(expected):
@@ -241,8 +246,10 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic
     if tok.type == "$END":
         lines = text.rstrip().splitlines() or [""]
         n = len(lines)
+        hint = ("a `{` is never closed: add the missing `}`" if "RBRACE" in err.expected
+                else f"expected {_describe_expected(err.expected)}")
         return Diagnostic("E002", "unexpected end of file", Span(file, n, len(lines[-1]) + 1, n, len(lines[-1]) + 2),
-                          f"expected {_describe_expected(err.expected)}")
+                          hint)
     end_col = (tok.end_column or col + 1) if (tok.end_line or line) == line else col + 1
     hint = f"expected {_describe_expected(err.expected)}"
     if tok.type == "NAME" and "DECL_KIND" in err.expected:

@@ -1,0 +1,42 @@
+"""The public pipeline: files -> AST -> checked IR -> DAG, each stage in order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from mlspec.diagnostics import Diagnostic
+from mlspec.ir.dag import build_dag
+from mlspec.ir.spec import Spec
+from mlspec.load import load
+from mlspec.semantics.check import check_modules
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The result of compiling a spec: the IR and DAG when clean, and every diagnostic."""
+
+    spec: Spec | None
+    dag: nx.DiGraph | None
+    diagnostics: tuple[Diagnostic, ...]
+    texts: dict[str, str]
+    root: Path
+
+    @property
+    def ok(self) -> bool:
+        return self.spec is not None and not any(d.is_error for d in self.diagnostics)
+
+
+def compile_paths(paths: Sequence[str | Path]) -> Compiled:
+    loaded = load(paths)
+    diagnostics = list(loaded.diagnostics)
+    spec = dag = None
+    if not diagnostics and loaded.modules:
+        spec, found = check_modules(loaded.modules)
+        diagnostics.extend(found)
+        if spec is not None:
+            dag = build_dag(spec)
+    return Compiled(spec, dag, tuple(diagnostics), loaded.texts, loaded.root)

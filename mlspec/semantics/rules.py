@@ -1,0 +1,82 @@
+"""Whole-spec rules, one function each, run in order after lowering (listed in RULES)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import networkx as nx
+
+from mlspec.ir import expr as ir
+from mlspec.ir.spec import Spec
+from mlspec.semantics.context import Collector
+
+
+def label_columns_not_features(spec: Spec, out: Collector) -> None:
+    """A feature that reads a label's value column would hand the model its answer."""
+    for label in spec.labels:
+        for g in spec.groups:
+            if g.source != label.source:
+                continue
+            for f in g.features:
+                if any(isinstance(n, ir.Col) and n.name == label.value for n in ir.walk(f.expr)):
+                    out.error("E142", f"feature `{f.qualified}` reads `{label.value}`, the value of label "
+                              f"`{label.name}`: the model would see its own answer", f.span,
+                              "features must not be computed from the label column")
+
+
+def no_group_cycles(spec: Spec, out: Collector) -> None:
+    """Groups run as units, so references between groups must form a DAG."""
+    graph = nx.DiGraph()
+    for g in spec.groups:
+        graph.add_node(g.name)
+        for f in g.features:
+            for n in ir.walk(f.expr):
+                if isinstance(n, ir.FeatureRef) and n.group != g.name:
+                    graph.add_edge(n.group, g.name, span=n.span)
+    for cycle in nx.simple_cycles(graph):
+        first = cycle[0]
+        span = spec.group(first).span
+        out.error("E130", "feature groups depend on each other in a cycle: " + " -> ".join([*cycle, first]),
+                  span, "move the shared features into one group")
+
+
+def references_exist(spec: Spec, out: Collector) -> None:
+    names = {s.name: s for s in spec.sources}
+    for s in spec.sources:
+        for c in s.columns:
+            if c.references is None:
+                continue
+            target, col = c.references
+            if target not in names:
+                out.unknown("source", target, c.span, names)
+            elif names[target].column(col) is None:
+                out.unknown(f"column of source `{target}`", col, c.span, [x.name for x in names[target].columns])
+
+
+def timeless_sources_warned(spec: Spec, out: Collector) -> None:
+    for g in spec.groups:
+        src = spec.source(g.source)
+        if src.timestamp is None and not g.request:
+            out.warning("W200", f"source `{src.name}` has no timestamp, so features `{g.name}` treat its rows as "
+                        "known at every time", g.span,
+                        f"add `timestamp = <column>` to source `{src.name}` to make them point-in-time")
+
+
+def request_groups_match_labels(spec: Spec, out: Collector) -> None:
+    """Request features are computed on the label's own event row in training."""
+    for m in spec.models:
+        label = spec.label(m.label)
+        for g in {spec.group(q.split(".")[0]) for q in m.features}:
+            if g.request and g.source != label.source:
+                out.error("E142", f"request features `{g.name}` come from `{g.source}`, but label `{label.name}` "
+                          f"comes from `{label.source}`", g.span,
+                          "in training, request features are read from the label's own event rows")
+
+
+RULES: tuple[Callable[[Spec, Collector], None], ...] = (
+    label_columns_not_features,
+    no_group_cycles,
+    references_exist,
+    timeless_sources_warned,
+    request_groups_match_labels,
+)
