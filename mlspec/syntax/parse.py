@@ -224,7 +224,7 @@ def _describe_expected(expected: set[str]) -> str:
             names.append(term.lower())
     names = sorted(set(names))
     if len(names) > 6:
-        names = names[:6] + ["..."]
+        names = [*names[:6], "..."]
     return ", ".join(names)
 
 
