@@ -1,0 +1,1 @@
+"""Feature executors: one per engine, each compiled from the same IR."""
