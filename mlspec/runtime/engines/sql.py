@@ -77,7 +77,7 @@ class _Compiler:
     def expr(self, e: ir.Expr) -> str:
         match e:
             case ir.Lit():
-                return literal(e.value, e.dtype if e.value is not None else e.dtype)
+                return literal(e.value, e.dtype)
             case ir.Col():
                 return f"{self.row_alias}.{ident(e.name)}"
             case ir.AsOf():
@@ -243,7 +243,4 @@ def _row_join(source: Source, key: str, rows: str) -> str:
 
 
 def _inside_agg(root: ir.Expr, target: ir.Expr) -> bool:
-    for n in ir.walk(root):
-        if isinstance(n, ir.Agg) and any(x is target for x in ir.walk(n)):
-            return True
-    return False
+    return any(isinstance(n, ir.Agg) and any(x is target for x in ir.walk(n)) for n in ir.walk(root))
