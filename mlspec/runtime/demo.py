@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Final
 
@@ -65,13 +66,13 @@ _MONTH_STARTS: Final[IntArray] = (
 _N_MONTHS: Final = len(_MONTH_STARTS) - 1
 _WINDOW_START_DAY: Final = int(np.datetime64("2025-05-01", "D").astype(np.int64))
 _WINDOW_DAYS: Final = int((_MONTH_STARTS[-1] - _MONTH_STARTS[0]) // _US_PER_DAY)
-CHURN_DATA_END: Final = np.datetime64("2026-10-31", "D")
+CHURN_DATA_END: Final = date(2026, 10, 31)
 """Last calendar day with orders."""
 _FIRST_OBS_MONTH: Final = 3  # 2025-08-01: the first month start with >= 90 days of order history
 LABEL_HORIZON_DAYS: Final = 30
 """``churned`` at ``observed_at`` means: churns in ``(observed_at, observed_at + 30 days]``."""
 _DRIFT_MONTHS: Final = 2
-DRIFT_FROM: Final = np.datetime64(int(_MONTH_STARTS[_N_MONTHS - _DRIFT_MONTHS]), "us")
+DRIFT_FROM: Final[datetime] = _MONTH_STARTS[_N_MONTHS - _DRIFT_MONTHS].astype("datetime64[us]").item()
 """First instant touched by ``drift=True``."""
 
 # Population.
@@ -206,8 +207,8 @@ class ChurnWorld:
     customer_id: IntArray
     signup_day: IntArray  # days since 1970-01-01
     plan: npt.NDArray[np.int8]  # index into PLANS
-    monthly_fee: FloatArray
-    region: npt.NDArray[np.int8]  # index into REGIONS
+    monthly_fee: FloatArray  # NaN where the file holds null
+    region: npt.NDArray[np.int8]  # index into REGIONS, -1 where the file holds null
     churn_at: IntArray  # microseconds since epoch (naive UTC); _NEVER if still a customer at the end
     rate: FloatArray  # (customers, months) orders per day before fading
     basket: FloatArray  # typical order amount
@@ -216,7 +217,7 @@ class ChurnWorld:
     @property
     def churned(self) -> BoolArray:
         """Customers that churned before the data ends."""
-        return self.churn_at != _NEVER
+        return np.asarray(self.churn_at != _NEVER, dtype=np.bool_)
 
     def churn_datetimes(self) -> npt.NDArray[np.datetime64]:
         """Churn instants as ``datetime64[us]``, NaT for customers that never churn."""
@@ -229,7 +230,12 @@ def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.ra
     """Independent generators, so drift and bad rows never perturb the base world or its orders."""
     world, orders, drift, bad = np.random.SeedSequence(seed).spawn(4)
     make = np.random.Generator
-    return make(np.random.PCG64(world)), make(np.random.PCG64(orders)), make(np.random.PCG64(drift)), make(np.random.PCG64(bad))
+    return (
+        make(np.random.PCG64(world)),
+        make(np.random.PCG64(orders)),
+        make(np.random.PCG64(drift)),
+        make(np.random.PCG64(bad)),
+    )
 
 
 def _sigmoid(x: FloatArray) -> FloatArray:
@@ -259,7 +265,9 @@ def simulate_churn_world(customers: int, seed: int) -> ChurnWorld:
         np.where(
             plan == 1,
             np.asarray(_PLAN_FEES[1])[tier],
-            np.clip(np.round(_ENTERPRISE_FEE_MEDIAN * np.exp(_ENTERPRISE_FEE_SIGMA * enterprise_z), 2), 200.0, 10_000.0),
+            np.clip(
+                np.round(_ENTERPRISE_FEE_MEDIAN * np.exp(_ENTERPRISE_FEE_SIGMA * enterprise_z), 2), 200.0, 10_000.0
+            ),
         ),
     )
     fee_position = np.where(plan == 2, np.clip(enterprise_z, -2.0, 2.0) / 1.5, tier - 1.0)
