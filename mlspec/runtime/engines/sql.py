@@ -66,8 +66,8 @@ def unsupported(node: object, why: str) -> MlspecError:
 class _Compiler:
     """Compiles one feature group; collects the aggregates it meets into `aggs`."""
 
-    group: FeatureGroup
-    source: Source
+    group: FeatureGroup | None
+    source: Source | None
     features: dict[str, Feature]
     row_alias: str = "r"
     event_alias: str = "e"
@@ -83,7 +83,7 @@ class _Compiler:
             case ir.AsOf():
                 return f"s.{AS_OF}"
             case ir.FeatureRef():
-                if e.group == self.group.name:
+                if self.group is not None and e.group == self.group.name:
                     return f"({self.expr(self.features[e.name].expr)})"
                 self.upstream.add(e.group)
                 return f"{ident('u_' + e.group)}.{ident(e.name)}"
@@ -164,6 +164,8 @@ class _Compiler:
         raise unsupported(e, f"function `{name}` has no DuckDB translation")
 
     def agg(self, e: ir.Agg) -> str:
+        if self.source is None:
+            raise unsupported(e, "aggregates need a feature group's source")
         col = f"a{len(self.aggs)}"
         ev = self.event_alias
         ts = _as_ts(f"{ev}.{ident(self.source.timestamp or '')}", self._ts_dtype())
@@ -192,8 +194,13 @@ class _Compiler:
         return f"g.{col}"
 
     def _ts_dtype(self) -> DType:
-        col = self.source.column(self.source.timestamp or "")
+        col = self.source.column(self.source.timestamp or "") if self.source else None
         return col.dtype if col else DType.TIMESTAMP
+
+
+def row_sql(e: ir.Expr, alias: str = "r") -> str:
+    """A row-level expression (check predicates) over the columns of table alias `alias`."""
+    return _Compiler(None, None, {}, row_alias=alias).expr(e)
 
 
 def feature_sql(spec: Spec, group: FeatureGroup, spine: str, rows: str, upstream: dict[str, str]) -> str:
