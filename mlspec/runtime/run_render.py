@@ -9,7 +9,7 @@ from rich.table import Table
 
 from mlspec.runtime.runner import NodeReport, RunSummary
 
-_MARK = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[dim]–[/]"}
+_MARK = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[dim]-[/]"}
 
 
 def _num(x: Any) -> str:
