@@ -9,6 +9,7 @@ from rich.table import Table
 
 from mlspec.runtime.runner import NodeReport, RunSummary
 
+_HEADLINE_METRICS = ("auc", "logloss", "f1", "rmse", "mae", "r2", "accuracy")
 _MARK = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[dim]-[/]"}
 
 
@@ -27,12 +28,16 @@ def _headline(r: NodeReport) -> str:
         parts.append(f"{_num(d['rows_in'])} in → {_num(d.get('rows_passed'))} passed")
         if d.get("rows_quarantined"):
             parts.append(f"[yellow]{_num(d['rows_quarantined'])} quarantined[/]")
+        if "rows_total" in d:
+            parts.append(f"{_num(d['rows_total'])} in the warehouse")
     if "features" in d and r.kind in ("features", "dataset"):
         parts.append(f"{d['features']} features")
     if r.kind == "model" and "metrics" in d:
-        parts.append("  ".join(f"{k} {v:.4f}" for k, v in sorted(d["metrics"].items()) if isinstance(v, float)))
+        parts.append(" ".join(f"{k} {v:.4f}" for k, v in sorted(d["metrics"].items())
+                              if isinstance(v, float) and k in _HEADLINE_METRICS))
     if r.kind == "gate":
-        parts.append(("[green]passed[/]" if d.get("passed") else "[red]rejected[/]") + f" · {d.get('summary', '')}")
+        verdict = "[green]passed[/]" if d.get("passed") else "[red]rejected[/]"
+        parts.append(verdict + (" → champion" if d.get("passed") else f" ({d.get('summary', '')})"))
     if "version" in d:
         parts.append(f"version {d['version']}")
     if r.kind == "serve" and "rows" in d:
@@ -53,31 +58,30 @@ class LiveRun:
 
     def done(self, r: NodeReport) -> None:
         self.status.stop()
-        self.console.print(f"{_MARK[r.status]} {r.node:<28} {r.seconds:6.2f}s  {_headline(r)}", highlight=False)
+        if r.status != "skipped":
+            self.console.print(f"{_MARK[r.status]} {r.node:<24} {r.seconds:6.2f}s  {_headline(r)}", highlight=False)
 
 
 def print_summary(summary: RunSummary, console: Console) -> None:
-    table = Table(title=f"run {summary.run_id} · engine {summary.engine}", show_lines=False)
-    for col in ("node", "status", "in", "passed", "quarantined", "details", "seconds"):
-        table.add_column(col, justify="right" if col in ("in", "passed", "quarantined", "seconds") else "left")
+    table = Table(title=f"run {summary.run_id} · engine {summary.engine}")
+    table.add_column("node", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for col in ("in", "passed", "quarantined", "seconds"):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in summary.nodes:
+        if r.status == "skipped":
+            continue
         d = r.detail
-        details = ""
-        if r.kind == "model":
-            details = ", ".join(f"{k}={v:.3f}" for k, v in sorted(d.get("metrics", {}).items())
-                                if isinstance(v, float) and k in ("auc", "logloss", "f1", "rmse", "mae", "accuracy"))
-        elif r.kind == "gate":
-            details = ("passed" if d.get("passed") else "rejected") + (f" → champion {d['version']}"
-                                                                       if d.get("promoted") else "")
-        elif r.kind in ("features", "dataset"):
-            details = f"{d.get('features', '')} features" if d.get("features") else ""
-        elif r.kind == "serve":
-            details = f"{_num(d.get('rows'))} scores → {d.get('output', '')}" if r.status == "ok" else d.get("note", "")
-        elif r.status != "ok":
-            details = d.get("note", d.get("error", ""))
         table.add_row(r.node, _MARK[r.status], _num(d.get("rows_in")), _num(d.get("rows_passed")),
-                      _num(d.get("rows_quarantined")), details, f"{r.seconds:.2f}")
+                      _num(d.get("rows_quarantined")), f"{r.seconds:.2f}")
     console.print(table)
+    for r in summary.nodes:
+        if r.status == "ok" and r.kind in ("model", "gate", "serve") and "version" in r.detail:
+            console.print(f"{r.node}: {_headline(r)}", highlight=False)
+    skipped = [r.node for r in summary.nodes if r.status == "skipped"]
+    if skipped:
+        console.print(f"[dim]not run here: {', '.join(skipped)} (see `mlspec serve` / `mlspec monitor`)[/]",
+                      highlight=False)
     for w in summary.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     if summary.error:
