@@ -142,6 +142,126 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def _registry(paths: Sequence[str]):  # type: ignore[no-untyped-def]
+    from mlspec.runtime.registry import Registry
+    from mlspec.runtime.warehouse import STATE_DIR
+
+    compiled = _compiled_or_exit(_spec_paths(paths))
+    return compiled, Registry(compiled.root / STATE_DIR / "registry")
+
+
+def _model_name(compiled, name: str | None) -> str:  # type: ignore[no-untyped-def]
+    models = [m.name for m in compiled.spec.models]
+    if name is None:
+        if len(models) != 1:
+            raise SystemExit(f"error: the spec has {len(models)} models; name one with --model ({', '.join(models)})")
+        return models[0]
+    if name not in models:
+        from mlspec.diagnostics import did_you_mean
+
+        raise SystemExit(f"error: no model `{name}` in the spec" + (f"; {did_you_mean(name, models)}"
+                                                                     if did_you_mean(name, models) else ""))
+    return name
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    compiled, registry = _registry(args.paths)
+    rows = []
+    for m in compiled.spec.models:
+        champion = registry.champion(m.name)
+        for v in registry.versions(m.name):
+            rows.append({"model": m.name, "version": v.version, "status": v.status, "champion": v.version == champion,
+                         "created_at": v.created_at, "metrics": v.metrics, "data_fingerprint": v.data_fingerprint,
+                         "spec_hash": v.spec_hash})
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if not rows:
+        print("no model versions yet: run `mlspec run` first")
+        return 0
+    table = Table(title="model versions")
+    for col in ("model", "version", "status", "champion", "created", "metrics"):
+        table.add_column(col)
+    for r in rows:
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(r["metrics"].items())
+                           if k in ("auc", "logloss", "f1", "rmse", "mae", "accuracy") and isinstance(v, float))
+        table.add_row(r["model"], r["version"], r["status"], "★" if r["champion"] else "", str(r["created_at"])[:19],
+                      metrics)
+    Console().print(table)
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    compiled, registry = _registry(args.paths)
+    name = _model_name(compiled, args.model)
+    before = registry.champion(name)
+    version = registry.promote(name, args.version, force=args.force)
+    print(f"{name}: champion {before or '(none)'} -> {version}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    compiled, registry = _registry(args.paths)
+    name = _model_name(compiled, args.model)
+    before = registry.champion(name)
+    version = registry.rollback(name)
+    print(f"{name}: champion {before} -> {version} (rolled back)")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from mlspec.runtime.runner import run_pipeline
+
+    compiled = _compiled_or_exit(_spec_paths(args.paths))
+    batch = [s.name for s in compiled.spec.serves if s.mode == "batch" and (args.serve in (None, s.name))]
+    if not batch:
+        print("error: no batch serve block" + (f" named `{args.serve}`" if args.serve else ""), file=sys.stderr)
+        return 1
+    status = 0
+    for name in batch:
+        summary = run_pipeline(compiled, engine=args.engine, node=f"serve:{name}", as_of=_parse_as_of(args.as_of))
+        for r in summary.nodes:
+            if r.status == "ok":
+                d = r.detail
+                print(f"{r.node}: {d['rows']:,} scores as of {d['as_of']} by version {d['version']} -> {d['output']}")
+        if summary.error:
+            print(summary.error, file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from mlspec.runtime.warehouse import Warehouse
+
+    compiled = _compiled_or_exit(_spec_paths(args.paths))
+    with Warehouse.open(compiled.root) as wh:
+        counts = wh.conn.execute("SELECT node, reason, count(*) FROM _mlspec_quarantine GROUP BY ALL "
+                                 "ORDER BY 3 DESC, 1, 2").fetchall()
+        examples = wh.conn.execute("SELECT node, row_key, reason, row_json FROM _mlspec_quarantine "
+                                   "ORDER BY node, row_key LIMIT ?", [args.limit]).fetchall()
+    if args.json:
+        print(json.dumps({"counts": [{"node": n, "reason": r, "rows": c} for n, r, c in counts],
+                          "rows": [{"node": n, "key": k, "reason": r, "row": json.loads(j) if j else None}
+                                   for n, k, r, j in examples]}, indent=2))
+        return 0
+    if not counts:
+        print("quarantine is empty")
+        return 0
+    table = Table(title="quarantined rows")
+    for col in ("node", "reason", "rows"):
+        table.add_column(col, justify="right" if col == "rows" else "left")
+    for n, r, c in counts:
+        table.add_row(n, r, f"{c:,}")
+    Console().print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlspec", description="Declarative production ML systems.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -178,6 +298,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", help="scoring time for batch serve nodes (default: now, UTC)")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("score", help="score every entity with the champion model (batch serve blocks)")
+    p.add_argument("paths", nargs="*")
+    p.add_argument("--serve", help="one batch serve block by name")
+    p.add_argument("--engine", choices=("duckdb", "polars"), default="duckdb")
+    p.add_argument("--as-of", help="score as of this time (default: now, UTC)")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("models", help="list registered model versions, their metrics and the champion")
+    p.add_argument("paths", nargs="*")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("promote", help="make a registered version the champion (atomic)")
+    p.add_argument("version")
+    p.add_argument("paths", nargs="*")
+    p.add_argument("--model", help="which model, when the spec has several")
+    p.add_argument("--force", action="store_true", help="promote even a version its gate rejected")
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("rollback", help="return to the previous champion (atomic)")
+    p.add_argument("paths", nargs="*")
+    p.add_argument("--model")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("quarantine", help="show rows set aside by schema constraints and checks, with reasons")
+    p.add_argument("paths", nargs="*")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_quarantine)
     return parser
 
 
@@ -192,6 +342,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunError as e:
         print(e.render(), file=sys.stderr)
         return 1
+    except Exception as e:  # registry and training errors carry user-facing messages
+        if type(e).__name__ in ("RegistryError", "TrainingError", "EncodingError"):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

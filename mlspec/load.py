@@ -30,14 +30,20 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+def spec_files(directory: Path) -> list[Path]:
+    """The .mlspec files of a directory (not hidden ones, not the .mlspec state folder)."""
+    return sorted(f for f in directory.glob("*.mlspec") if f.is_file() and not f.name.startswith("."))
+
+
 def load(paths: Sequence[str | Path]) -> Loaded:
     """Parse the given files (directories expand to their *.mlspec files, sorted) and their imports."""
     loaded = Loaded()
     queue: list[tuple[Path, Span | None]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            queue.extend((f, None) for f in sorted(p.glob("*.mlspec")))
-            if not any(p.glob("*.mlspec")):
+            files = spec_files(p)
+            queue.extend((f, None) for f in files)
+            if not files:
                 loaded.diagnostics.append(Diagnostic("E180", f"no .mlspec files in {p}", Span(str(p), 0, 0, 0, 0)))
         else:
             queue.append((p, None))
