@@ -26,7 +26,7 @@ from mlspec.syntax import ast
 from mlspec.syntax.parse import parse, unescape
 from mlspec.syntax.span import Span
 
-__all__ = ["format_expr", "format_module", "format_source"]
+__all__ = ["format_expr", "format_module", "format_source", "quote"]
 
 Pos = tuple[int, int]
 
@@ -104,7 +104,8 @@ def _expr(expr: ast.Expr | ast.KwArg | ast.When) -> str:
         case ast.Unary(op="not", operand=operand):
             return f"not {format_expr(operand, NOT)}"
         case ast.Unary(op=op, operand=operand):
-            return f"{op}{format_expr(operand, NEG)}"
+            text = format_expr(operand, NEG)
+            return f"{op} {text}" if text.startswith(op) else f"{op}{text}"  # `- -x`, not `--x`
         case ast.Binary(op=op, left=left, right=right):
             level = _level(expr)
             # Left-associative: the left operand may bind as loosely as the operator itself;
@@ -298,11 +299,11 @@ def _rows(units: list[_Unit], tail: list[ast.Comment]) -> list[_Row | None]:
         if skip:
             skip = False
             continue
-        text, trailing, last_line = unit.text, unit.trailing, unit.end[0]
+        text, trailing, last = unit.text, unit.trailing, unit
         nxt = units[i + 1] if i + 1 < len(units) else None
         if unit.role == "open" and nxt is not None and nxt.role == "close" and not nxt.leading \
-                and not (unit.trailing and nxt.trailing):
-            text, trailing, last_line, skip = text + "}", unit.trailing or nxt.trailing, nxt.end[0], True
+                and not (unit.trailing and nxt.trailing):  # an empty block fits on one line: `name {}`
+            text, trailing, last, skip = text + "}", unit.trailing or nxt.trailing, nxt, True
         blank = _blank_before(out, unit)
         comment_indent = unit.indent + 1 if unit.role == "close" else unit.indent
         for c in unit.leading:
@@ -311,8 +312,8 @@ def _rows(units: list[_Unit], tail: list[ast.Comment]) -> list[_Row | None]:
         if unit.role == "close":
             blank = False
         row = _Row(unit.indent, text, unit.key, unit.sep, trailing.text if trailing else None)
-        out.add(row, unit.start[0], max(last_line, trailing.span.line if trailing else 0), blank)
-        out.prev_unit = unit
+        out.add(row, unit.start[0], max(last.end[0], trailing.span.line if trailing else 0), blank)
+        out.prev_unit = last
         if unit.top:
             out.last_top = unit.top
     for c in tail:
