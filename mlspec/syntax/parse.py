@@ -13,6 +13,7 @@ from lark.tree import Meta
 
 from mlspec.diagnostics import Diagnostic, MlspecError
 from mlspec.syntax import ast
+from mlspec.syntax.lines import Lines
 from mlspec.syntax.span import Span
 
 DURATION_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
@@ -24,7 +25,8 @@ _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     grammar = resources.files("mlspec").joinpath("grammar/mlspec.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True, maybe_placeholders=True)
+    return Lark(grammar, parser="lalr", lexer="contextual", postlex=Lines(), propagate_positions=True,
+                maybe_placeholders=True)
 
 
 def duration_ms(text: str) -> int:
@@ -256,6 +258,8 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic
         from mlspec.diagnostics import did_you_mean
 
         hint = did_you_mean(str(tok), DECL_KINDS) or hint
+    elif "_NL" in err.expected or "SEMICOLON" in err.expected:
+        hint = "put each item on its own line, or separate items on one line with `;`"
     elif str(tok) == "=" and "COMP_OP" in err.expected:
         hint = "use `==` to compare; `=` sets a field"
     return Diagnostic("E003", f"unexpected `{tok}`", Span(file, line, col, line, end_col), hint)

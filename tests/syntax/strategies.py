@@ -3,9 +3,8 @@
 Reusable by any stage's tests (`from tests.syntax.strategies import modules, exprs`). Nodes carry no
 spans (NO_SPAN), which is fine because AST equality ignores spans.
 
-Newlines carry no meaning in the grammar, so an item that starts with `(`, `-`, `*` or `not` right after
-an item that ends in an expression would be read as a continuation of it (see `_separate`); such
-sequences are not in the image of the parser and are kept apart here by an `every` item.
+Items end at a newline, so any sequence of items is in the image of the parser, including an item
+that starts with `(`, `-`, `*` or `not` right after one that ends in an expression.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from mlspec.syntax import ast
-from mlspec.syntax.fmt import format_expr, quote
+from mlspec.syntax.fmt import quote
 from mlspec.syntax.parse import DECL_KINDS, duration_ms
 
 RESERVED = frozenset((
@@ -95,31 +94,10 @@ _leaf_items: st.SearchStrategy[ast.Item] = st.one_of(
 )
 
 
-def _open_ended(item: ast.Item) -> bool:
-    """Does the item end in something a following `(`, `-`, `*` or `not` would continue?"""
-    if isinstance(item, ast.Rule):
-        return item.over is None or (bool(item.actions) and item.actions[-1].targets is None)
-    return isinstance(item, ast.Assign)
-
-
-def _continues(item: ast.Item) -> bool:
-    return isinstance(item, ast.Rule) and format_expr(item.condition).startswith(("(", "-", "*", "not "))
-
-
-def _separate(items: list[ast.Item]) -> tuple[ast.Item, ...]:
-    """Put an `every` item between an open-ended item and a rule that would read as its continuation."""
-    out: list[ast.Item] = []
-    for item in items:
-        if out and _open_ended(out[-1]) and _continues(item):
-            out.append(ast.Every("retrain", ast.Duration(86_400_000, "1d")))
-        out.append(item)
-    return tuple(out)
-
-
 def items(depth: int = 2) -> st.SearchStrategy[tuple[ast.Item, ...]]:
     """A block body; blocks nest up to `depth` levels."""
     item = _leaf_items if depth == 0 else st.one_of(_leaf_items, st.builds(ast.Block, names, items(depth - 1)))
-    return st.lists(item, max_size=4).map(_separate)
+    return st.lists(item, max_size=4).map(tuple)
 
 
 decls = st.builds(ast.Decl, st.sampled_from(DECL_KINDS), names, items())

@@ -86,9 +86,8 @@ def test_odd_trees_do_not_crash() -> None:
     assert "c = 60000ms" in text
 
 
-@pytest.mark.xfail(strict=True, reason="grammar: items have no separator, so `a = b` then `(x or y) and z` "
-                                       "parses as the call `b(x or y) and z` (reported, not fixed here)")
 def test_item_starting_with_paren_after_an_assignment() -> None:
+    """A newline ends an item, so `a = b` then `(x or y) and z` stays two items, not a call."""
     cond = ast.Binary("and", ast.Binary("or", ast.Ref(("x",)), ast.Ref(("y",))), ast.Ref(("z",)))
     module = ast.Module("<string>", (ast.Decl("check", "c", (ast.Assign("a", ast.Ref(("b",))),
                                                               ast.Rule(cond, None, ()))),))
@@ -118,18 +117,24 @@ def test_expressions_round_trip_alone(expr: ast.Expr) -> None:
 _bodies = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=12)
 _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[0-9]+(?:ms|s|m|h|d|w)(?![A-Za-z0-9_])|[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?'
                     r"|[A-Za-z_][A-Za-z0-9_]*|->|\.\.|[<>=!]=|\S")
-_GAPS = st.sampled_from([" ", " ", "\n", "\n\n", "  \t\n   ", "#", "\n\n#", "\n#"])  # `#`: a comment, then newline
+_LINE_BREAKS = st.sampled_from(["\n", "\n\n", "  \t\n   ", "#", "\n\n#", "\n#"])  # `#`: a comment, then newline
+_SPACES = st.sampled_from([" ", "  ", " \t "])
 
 
 @st.composite
 def commented(draw: st.DrawFn) -> tuple[ast.Module, str, list[str]]:
-    """A random module's tokens re-joined by random whitespace, with comments wherever a line may end."""
+    """A random module's tokens re-spaced at random, with comments wherever a line ends.
+
+    Newlines end items, so the line breaks of the formatted text stay line breaks (any mix of
+    blank lines, indentation and comments); within a line, tokens get random spacing.
+    """
     module = draw(modules)
     out: list[str] = []
     texts: list[str] = []
-    for token in ["", *_TOKEN.findall(format_module(module))]:
-        out.append(token)
-        gap = draw(_GAPS)
+    for line in format_module(module).split("\n"):
+        for token in _TOKEN.findall(line):
+            out.append(token + draw(_SPACES))
+        gap = draw(_LINE_BREAKS)
         if "#" in gap:
             texts.append(("#" + draw(_bodies)).rstrip())
             gap = gap.replace("#", f"{' ' * draw(st.integers(0, 2))}{texts[-1]}\n")
