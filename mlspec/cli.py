@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mlspec.diagnostics import Diagnostic, MlspecError, render_json, render_text, summary
 from mlspec.runtime.errors import RunError
+
+if TYPE_CHECKING:
+    from mlspec.compiler import Compiled
+    from mlspec.runtime.registry import Registry
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -30,13 +36,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     compiled = compile_paths(args.paths)
     _print_diagnostics(compiled.diagnostics, compiled.texts, args.format)
     if compiled.ok and args.format == "text":
-        assert compiled.spec is not None and compiled.dag is not None
-        print(f"ok: project `{compiled.spec.project.name}`, {compiled.dag.number_of_nodes()} nodes, "
-              f"{sum(len(g.features) for g in compiled.spec.groups)} features")
+        spec, dag = compiled.checked
+        print(f"ok: project `{spec.project.name}`, {dag.number_of_nodes()} nodes, "
+              f"{sum(len(g.features) for g in spec.groups)} features")
     return 0 if compiled.ok else 1
 
 
-def _compiled_or_exit(paths: Sequence[str]):  # type: ignore[no-untyped-def]
+def _compiled_or_exit(paths: Sequence[str]) -> Compiled:
     from mlspec.compiler import compile_paths
 
     compiled = compile_paths(paths)
@@ -52,7 +58,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     compiled = _compiled_or_exit(args.paths)
     render = {"tree": graph_render.tree, "mermaid": graph_render.mermaid, "dot": graph_render.dot,
               "json": graph_render.json_graph}[args.format]
-    render(compiled.dag)
+    render(compiled.checked[1])
     return 0
 
 
@@ -142,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
-def _registry(paths: Sequence[str]):  # type: ignore[no-untyped-def]
+def _registry(paths: Sequence[str]) -> tuple[Compiled, Registry]:
     from mlspec.runtime.registry import Registry
     from mlspec.runtime.warehouse import STATE_DIR
 
@@ -150,8 +156,8 @@ def _registry(paths: Sequence[str]):  # type: ignore[no-untyped-def]
     return compiled, Registry(compiled.root / STATE_DIR / "registry")
 
 
-def _model_name(compiled, name: str | None) -> str:  # type: ignore[no-untyped-def]
-    models = [m.name for m in compiled.spec.models]
+def _model_name(compiled: Compiled, name: str | None) -> str:
+    models = [m.name for m in compiled.checked[0].models]
     if name is None:
         if len(models) != 1:
             raise SystemExit(f"error: the spec has {len(models)} models; name one with --model ({', '.join(models)})")
@@ -169,8 +175,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     compiled, registry = _registry(args.paths)
-    rows = []
-    for m in compiled.spec.models:
+    rows: list[dict[str, Any]] = []
+    for m in compiled.checked[0].models:
         champion = registry.champion(m.name)
         for v in registry.versions(m.name):
             rows.append({"model": m.name, "version": v.version, "status": v.status, "champion": v.version == champion,
@@ -216,7 +222,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from mlspec.runtime.runner import run_pipeline
 
     compiled = _compiled_or_exit(_spec_paths(args.paths))
-    batch = [s.name for s in compiled.spec.serves if s.mode == "batch" and (args.serve in (None, s.name))]
+    batch = [s.name for s in compiled.checked[0].serves if s.mode == "batch" and (args.serve in (None, s.name))]
     if not batch:
         print("error: no batch serve block" + (f" named `{args.serve}`" if args.serve else ""), file=sys.stderr)
         return 1
@@ -342,6 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunError as e:
         print(e.render(), file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `mlspec graph | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # registry and training errors carry user-facing messages
         if type(e).__name__ in ("RegistryError", "TrainingError", "EncodingError"):
             print(f"error: {e}", file=sys.stderr)

@@ -29,6 +29,13 @@ class Compiled:
     def ok(self) -> bool:
         return self.spec is not None and not any(d.is_error for d in self.diagnostics)
 
+    @property
+    def checked(self) -> tuple[Spec, nx.DiGraph]:
+        """The spec and DAG of a clean compile (callers check `ok` first)."""
+        if self.spec is None or self.dag is None:
+            raise ValueError("the spec has errors; check `ok` before using it")
+        return self.spec, self.dag
+
 
 def compile_paths(paths: Sequence[str | Path]) -> Compiled:
     loaded = load(paths)

@@ -90,16 +90,16 @@ def build_dag(spec: Spec) -> nx.DiGraph:
             g.add_edge(read("features", grp_name), ds)
         g.add_edge(ds, add("model", m.name, m))
         g.add_edge(node_id("model", m.name), add("gate", m.name, Gate(m.name)))
-    for s in spec.serves:
-        g.add_edge(node_id("gate", s.model), add("serve", s.name, s))
+    for serve in spec.serves:
+        g.add_edge(node_id("gate", serve.model), add("serve", serve.name, serve))
     for a in spec.alerts:
         add("alert", a.name, a)
     for mon in spec.monitors:
         nid = add("monitor", mon.name, mon)
         g.add_edge(node_id("gate", mon.model), nid)
-        for s in spec.serves:
-            if s.model == mon.model:
-                g.add_edge(node_id("serve", s.name), nid)
+        for serve in spec.serves:
+            if serve.model == mon.model:
+                g.add_edge(node_id("serve", serve.name), nid)
         for rule in mon.rules:
             for action in rule.actions:
                 for target in action.targets:

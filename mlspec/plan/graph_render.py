@@ -24,7 +24,7 @@ def _detail(g: nx.DiGraph, nid: str) -> str:
     if kind == "model":
         return f"{obj.algorithm} {obj.task} · {len(obj.features)} features"
     if kind == "serve":
-        return obj.mode
+        return str(obj.mode)
     if kind == "monitor":
         return f"{len(obj.rules)} rules"
     return ""

@@ -146,7 +146,7 @@ def _measure(wh: Warehouse, spec: Spec, check: Check, table: str, fn: ir.Func) -
         return 1.0 if v else 0.0
     if fn.name == "freshness":
         ts_col = spec.source(check.target).timestamp if check.target_kind == "source" else AS_OF
-        latest = wh.scalar(f"SELECT max(CAST({ident(ts_col or AS_OF)} AS TIMESTAMP)) FROM {t}")
+        latest: dt.datetime | None = wh.scalar(f"SELECT max(CAST({ident(ts_col or AS_OF)} AS TIMESTAMP)) FROM {t}")
         if latest is None:
             return None
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)

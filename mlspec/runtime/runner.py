@@ -62,7 +62,7 @@ def resolve_node(dag: nx.DiGraph, name: str) -> str:
     """`features:activity` or just `activity` when only one node has that name."""
     if name in dag:
         return name
-    matches = sorted(n for n in dag if n.split(":", 1)[1] == name)
+    matches: list[str] = sorted(n for n in dag if n.split(":", 1)[1] == name)
     if len(matches) == 1:
         return matches[0]
     if matches:

@@ -64,8 +64,9 @@ def features_as_of(wh: Warehouse, spec: Spec, model: Model, as_of: dt.datetime, 
     selects = [f"f{groups.index(q.split('.')[0])}.{ident(q.split('.', 1)[1])} AS {ident(q)}" for q in model.features]
     joins = " ".join(f"LEFT JOIN {ident(tables[g])} f{i} ON f{i}.{key} = s.{key} AND f{i}.{AS_OF} = s.{AS_OF}"
                      for i, g in enumerate(groups))
-    return wh.conn.sql(f"SELECT s.{key}, s.{AS_OF}, {', '.join(selects)} FROM {ident(spine)} s {joins} "
-                       f"ORDER BY s.{key}").pl()
+    frame: pl.DataFrame = wh.conn.sql(f"SELECT s.{key}, s.{AS_OF}, {', '.join(selects)} FROM {ident(spine)} s "
+                                      f"{joins} ORDER BY s.{key}").pl()
+    return frame
 
 
 def score(wh: Warehouse, spec: Spec, serve: Serve, source_table: dict[str, str], engine: str,

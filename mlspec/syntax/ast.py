@@ -14,7 +14,7 @@ from mlspec.syntax.span import NO_SPAN, Span
 
 def _span() -> Span:
     """A span field: carried along, ignored by equality and repr."""
-    return field(default=NO_SPAN, compare=False, repr=False)  # type: ignore[no-any-return]
+    return field(default=NO_SPAN, compare=False, repr=False)
 
 
 # ---- expressions -------------------------------------------------------------------------

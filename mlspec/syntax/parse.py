@@ -159,7 +159,7 @@ class _ToAst(Transformer[Token, Any]):
     def kwarg(self, meta: Meta, c: list[Any]) -> ast.KwArg:
         return ast.KwArg(str(c[0]), c[1], self._span(meta))
 
-    def list(self, meta: Meta, c: list[Any]) -> ast.ListLit:
+    def list_lit(self, meta: Meta, c: list[Any]) -> ast.ListLit:
         return ast.ListLit(tuple(x for x in c if x is not None), self._span(meta))
 
     def case(self, meta: Meta, c: list[Any]) -> ast.Case:
@@ -233,7 +233,8 @@ def _describe_expected(expected: set[str]) -> str:
 def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic:
     line, col = max(err.line, 1), max(err.column, 1)
     if isinstance(err, UnexpectedCharacters):
-        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else "?"
+        pos = err.pos_in_stream or 0
+        ch = text[pos] if pos < len(text) else "?"
         hint = "strings use double quotes" if ch == "'" else None
         return Diagnostic("E001", f"unexpected character `{ch}`", Span(file, line, col, line, col + 1), hint)
     if isinstance(err, UnexpectedEOF):

@@ -218,9 +218,10 @@ def feature_sql(spec: Spec, group: FeatureGroup, spine: str, rows: str, upstream
     joins = []
     if comp.aggs:
         ts = _as_ts(f"e.{ident(source.timestamp or '')}", comp._ts_dtype())
-        max_windows = [a.window_ms for f in group.features for a in ir.walk(f.expr) if isinstance(a, ir.Agg)]
-        bound = (f" AND {ts} > s.{AS_OF} - to_microseconds(CAST({max(max_windows) * 1000} AS BIGINT))"  # type: ignore[type-var]
-                 if None not in max_windows else "")
+        windows = [a.window_ms for f in group.features for a in ir.walk(f.expr) if isinstance(a, ir.Agg)]
+        bounded = [w for w in windows if w is not None]
+        bound = (f" AND {ts} > s.{AS_OF} - to_microseconds(CAST({max(bounded) * 1000} AS BIGINT))"
+                 if len(bounded) == len(windows) else "")
         joins.append(
             f"LEFT JOIN (SELECT s.{key}, s.{AS_OF}, {', '.join(comp.aggs)} FROM {ident(spine)} s "
             f"LEFT JOIN {ident(rows)} e ON e.{key} = s.{key} AND {ts} <= s.{AS_OF}{bound} "
