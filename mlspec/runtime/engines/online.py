@@ -76,7 +76,10 @@ class Evaluator:
                                                   f"{type(node).__name__}", getattr(node, "span", NO_SPAN))])
 
     def evaluate(self, inp: GroupInput) -> dict[str, Any]:
-        visible = [r for r in inp.rows if self._ts(r) is None or self._ts(r) <= inp.as_of] if self.ts else list(inp.rows)
+        if self.ts:
+            visible = [r for r in inp.rows if (t := self._ts(r)) is not None and t <= inp.as_of]
+        else:
+            visible = list(inp.rows)
         visible.sort(key=lambda r: (self._ts(r) or _EPOCH, r.get("__seq", 0)))
         if self.group.request:
             row = inp.request
@@ -118,7 +121,7 @@ class _Frame:
         if e.dtype is DType.TIMESTAMP:
             return to_timestamp(dt.datetime.fromisoformat(str(e.value)))
         if e.dtype is DType.FLOAT:
-            return float(e.value)  # type: ignore[arg-type]
+            return float(e.value)  # type: ignore[arg-type,unused-ignore]
         return e.value
 
     def col(self, e: ir.Col, row: Row | None) -> Any:
@@ -290,4 +293,4 @@ _DISPATCH: dict[type, Callable[[_Frame, Any, Row | None], Any]] = {
     ir.CaseWhen: _Frame.case, ir.Func: _Frame.func, ir.Agg: _Frame.agg,
 }
 _NODE_KINDS = frozenset(_DISPATCH)
-assert _NODE_KINDS == frozenset(ir.EXPR_KINDS), "every IR node kind needs an online translation"
+assert frozenset(ir.EXPR_KINDS) == _NODE_KINDS, "every IR node kind needs an online translation"
