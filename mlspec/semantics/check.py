@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
 
 from mlspec.diagnostics import Diagnostic
@@ -28,6 +28,11 @@ def _by_name(decls: Sequence[ast.Decl], kind: str, out: Collector) -> dict[str, 
     return seen
 
 
+def _mark_broken(out: Collector, kind: str, declared: Mapping[str, ast.Decl], lowered: Container[str]) -> None:
+    """Declarations that failed have reported why; references to them stay quiet."""
+    out.broken.update(f"{kind}:{n}" for n in declared if n not in lowered)
+
+
 def check_modules(modules: Sequence[ast.Module]) -> tuple[Spec | None, list[Diagnostic]]:
     """Resolve names, infer types and apply every rule. The Spec is None when there are errors."""
     out = Collector()
@@ -39,17 +44,29 @@ def check_modules(modules: Sequence[ast.Module]) -> tuple[Spec | None, list[Diag
     default_name = Path(modules[0].file).stem if modules else "project"
     project = lower_project(next(iter(projects.values()), None), default_name, out)
 
-    sources = {n: s for n, d in _by_name(decls, "source", out).items() if (s := lower_source(d, out))}
-    entities = {n: e for n, d in _by_name(decls, "entity", out).items() if (e := lower_entity(d, out))}
-    labels = {n: x for n, d in _by_name(decls, "label", out).items() if (x := lower_label(d, sources, entities, out))}
-    groups = {g.name: g for g in FeatureLowering(_by_name(decls, "features", out), sources, entities, out).run()}
+    source_decls = _by_name(decls, "source", out)
+    sources = {n: s for n, d in source_decls.items() if (s := lower_source(d, out))}
+    _mark_broken(out, "source", source_decls, sources)
+    entity_decls = _by_name(decls, "entity", out)
+    entities = {n: e for n, d in entity_decls.items() if (e := lower_entity(d, out))}
+    _mark_broken(out, "entity", entity_decls, entities)
+    label_decls = _by_name(decls, "label", out)
+    labels = {n: x for n, d in label_decls.items() if (x := lower_label(d, sources, entities, out))}
+    _mark_broken(out, "label", label_decls, labels)
+    group_decls = _by_name(decls, "features", out)
+    lowering = FeatureLowering(group_decls, sources, entities, out)
+    groups = {g.name: g for g in lowering.run()}
+    _mark_broken(out, "features", group_decls, groups)
+    out.broken.update(f"feature:{g}.{n}" for (g, n), f in lowering.done.items() if f is None)
     checks = [c for d in _by_name(decls, "check", out).values() if (c := lower_check(d, sources, groups, out))]
-    models = {n: m for n, d in _by_name(decls, "model", out).items() if (m := lower_model(d, groups, labels, out))}
+    model_decls = _by_name(decls, "model", out)
+    models = {n: m for n, d in model_decls.items() if (m := lower_model(d, groups, labels, out))}
+    _mark_broken(out, "model", model_decls, models)
     alert_decls = _by_name(decls, "alert", out)
     alerts = [a for d in alert_decls.values() if (a := lower_alert(d, out))]
-    serves = [s for d in _by_name(decls, "serve", out).values() if (s := lower_serve(d, models, out))]
-    monitors = [m for d in _by_name(decls, "monitor", out).values()
-                if (m := lower_monitor(d, models, groups, sources, set(alert_decls), out))]
+    serves = [sv for d in _by_name(decls, "serve", out).values() if (sv := lower_serve(d, models, sources, out))]
+    monitors = [mon for d in _by_name(decls, "monitor", out).values()
+                if (mon := lower_monitor(d, models, groups, sources, set(alert_decls), out))]
 
     spec = Spec(project, tuple(sources.values()), tuple(entities.values()), tuple(groups.values()),
                 tuple(labels.values()), tuple(checks), tuple(models.values()), tuple(serves), tuple(monitors),

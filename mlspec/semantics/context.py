@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -44,6 +45,9 @@ class Collector:
     """Collects every diagnostic of a check run; never stops at the first."""
 
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # `kind:name` of declarations that exist but failed to lower (their errors are already
+    # reported), so a reference to one is not reported again as an unknown name.
+    broken: set[str] = field(default_factory=set)
 
     def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(code, message, span, hint))
@@ -51,12 +55,14 @@ class Collector:
     def warning(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(code, message, span, hint, Severity.WARNING))
 
-    def unknown(self, what: str, name: str, span: Span, candidates: Iterable[str], code: str = "E111") -> None:
-        cands = list(candidates)
-        hint = did_you_mean(name, cands)
-        if hint is None and cands and len(cands) <= 8:
-            hint = "known: " + ", ".join(f"`{c}`" for c in sorted(cands))
-        self.error(code, f"unknown {what} `{name}`", span, hint)
+    def unknown(self, what: str, name: str, span: Span, candidates: Iterable[str], code: str = "E111",
+                where: str | None = None) -> None:
+        """`unknown <what> `name` [in <where>]`, with the nearest candidate (or the few there are) as hint."""
+        self.error(code, f"unknown {what} `{name}`" + (f" in {where}" if where else ""), span,
+                   suggest(name, candidates))
+
+    def is_broken(self, kind: str, name: str) -> bool:
+        return f"{kind}:{name}" in self.broken
 
     @property
     def has_errors(self) -> bool:
@@ -82,7 +88,7 @@ class Fields:
                           "remove one of the two assignments")
                 continue
             if item.key not in known_set and not extra_ok:
-                out.unknown(f"field in {owner}", item.key, item.key_span, known_set, code="E100")
+                out.unknown("field", item.key, item.key_span, known_set, code="E100", where=owner)
                 continue
             self.values[item.key] = item
 
@@ -126,7 +132,8 @@ class Fields:
         if isinstance(v.value, ast.Ref) and len(v.value.parts) == 1:
             if v.value.parts[0] in choices:
                 return v.value.parts[0]
-            self.out.unknown(f"`{key}`", v.value.parts[0], v.value.span, choices, code="E105")
+            self.out.error("E105", f"`{key}` cannot be `{v.value.parts[0]}`", v.value.span,
+                           suggest(v.value.parts[0], choices))
             return default
         self._wrong(key, "one of " + ", ".join(choices))
         return default
@@ -174,13 +181,26 @@ class Fields:
         return None
 
 
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """`did you mean `x`?` when one candidate is close; else the candidates when there are few."""
+    cands = list(candidates)
+    hint = did_you_mean(name, cands)
+    if hint is None and cands and len(cands) <= 8:
+        hint = "known: " + ", ".join(f"`{c}`" for c in sorted(cands))
+    return hint
+
+
 def literal_number(e: ast.Expr) -> float | None:
-    """The value of `3`, `0.5` or `-0.5`, else None (bools are not numbers)."""
+    """The value of `3`, `0.5` or `-0.5`, else None (bools are not numbers, nor is `1e999`)."""
     if isinstance(e, ast.Unary) and e.op == "-":
         inner = literal_number(e.operand)
         return -inner if inner is not None else None
     if isinstance(e, ast.Literal) and isinstance(e.value, int | float) and not isinstance(e.value, bool):
-        return float(e.value)
+        try:
+            n = float(e.value)
+        except OverflowError:  # an integer literal with hundreds of digits
+            return None
+        return n if math.isfinite(n) else None
     return None
 
 

@@ -75,14 +75,15 @@ def lower_source(decl: ast.Decl, out: Collector) -> Source | None:
     for extra in schemas[1:]:
         out.error("E104", f"{owner} has two schema blocks", extra.span)
     names = {c.name for c in columns}
-    path = f.string("path") or ""
+    path_value = f.string("path")  # None when missing or not a string (reported)
+    path = path_value or ""
     if not f.require("path", decl.name_span, 'e.g. path = "data/orders.parquet"'):
         return None
     fmt = f.choice("format", SOURCE_FORMATS)
     if fmt is None:
         ext = path.rsplit(".", 1)[-1].lower()
         fmt = {"csv": "csv", "parquet": "parquet", "pq": "parquet", "duckdb": "duckdb", "db": "duckdb"}.get(ext)
-        if fmt is None and "path" in f:
+        if fmt is None and path_value is not None and "format" not in f:
             out.error("E105", f"cannot tell the format of `{path}`", f.span("path"),
                       "add `format = csv`, `parquet` or `duckdb`")
     table = f.string("table")
@@ -95,7 +96,7 @@ def lower_source(decl: ast.Decl, out: Collector) -> Source | None:
                       did_you_mean(col, names))
     if ts is not None and ts in names:
         tcol = next(c for c in columns if c.name == ts)
-        if not tcol.dtype.is_temporal:
+        if not tcol.dtype.is_temporal and tcol.dtype is not DType.NULL:  # NULL: unknown type, reported
             out.error("E120", f"timestamp column `{ts}` is {tcol.type_name}, not date or timestamp", f.span("timestamp"))
     return Source(decl.name, fmt or "parquet", path, table, key, ts, f.duration("freshness"), tuple(columns),
                   f.string("stream"), decl.span)
@@ -182,15 +183,17 @@ def lower_label(decl: ast.Decl, sources: dict[str, Source], entities: dict[str, 
     if not ok or entity is None or src_name is None or value is None:
         return None
     if entity not in entities:
-        out.unknown("entity", entity, f.span("entity"), entities)
+        if not out.is_broken("entity", entity):
+            out.unknown("entity", entity, f.span("entity"), entities)
         return None
     src = sources.get(src_name)
     if src is None:
-        out.unknown("source", src_name, f.span("from"), sources)
+        if not out.is_broken("source", src_name):
+            out.unknown("source", src_name, f.span("from"), sources)
         return None
     cols = {c.name: c for c in src.columns}
     if value not in cols:
-        out.unknown(f"column of source `{src_name}`", value, f.span("value"), cols)
+        out.unknown("column", value, f.span("value"), cols, where=f"source `{src_name}`")
         return None
     if entities[entity].key not in cols:
         out.error("E150", f"source `{src_name}` has no column `{entities[entity].key}`, the key of entity `{entity}`",
@@ -202,7 +205,12 @@ def lower_label(decl: ast.Decl, sources: dict[str, Source], entities: dict[str, 
                   decl.name_span, f"add `timestamp = <column>` here or in source `{src_name}`")
         return None
     if ts not in cols:
-        out.unknown(f"column of source `{src_name}`", ts, f.span("timestamp"), cols)
+        if "timestamp" in f:  # else it is the source's own `timestamp`, reported with the source
+            out.unknown("column", ts, f.span("timestamp"), cols, where=f"source `{src_name}`")
+        return None
+    if "timestamp" in f and not cols[ts].dtype.is_temporal and cols[ts].dtype is not DType.NULL:
+        out.error("E120", f"timestamp column `{ts}` is {cols[ts].type_name}, not date or timestamp",
+                  f.span("timestamp"))
         return None
     return Label(decl.name, entity, src_name, value, cols[value].dtype, ts, decl.span)
 
@@ -248,11 +256,13 @@ class FeatureLowering:
         if not ok or entity is None or src_name is None:
             return
         if entity not in self.entities:
-            self.out.unknown("entity", entity, f.span("entity"), self.entities)
+            if not self.out.is_broken("entity", entity):
+                self.out.unknown("entity", entity, f.span("entity"), self.entities)
             return
         src = self.sources.get(src_name)
         if src is None:
-            self.out.unknown("source", src_name, f.span("from"), self.sources)
+            if not self.out.is_broken("source", src_name):
+                self.out.unknown("source", src_name, f.span("from"), self.sources)
             return
         key = self.entities[entity].key
         if src.column(key) is None:
@@ -266,7 +276,7 @@ class FeatureLowering:
             self.out.unknown("feature group", group, span, self.decls)
             return None
         if name not in self.items.get(group, {}):
-            self.out.unknown(f"feature in group `{group}`", name, span, self.items.get(group, {}))
+            self.out.unknown("feature", name, span, self.items.get(group, {}), where=f"group `{group}`")
             return None
         feature = self.feature(group, name)
         return ir.FeatureRef(group, name, feature.dtype, span=span) if feature else None

@@ -7,6 +7,7 @@ reported once, not again by every enclosing node.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -37,6 +38,7 @@ class Scope:
 
 
 _ARITH = {"+", "-", "*", "/", "%"}
+INT64_MAX = 2**63 - 1
 _COMPARE = {"==", "!=", "<", "<=", ">", ">="}
 
 
@@ -44,7 +46,7 @@ def lower(e: ast.Expr, scope: Scope, out: Collector) -> ir.Expr | None:
     """Type-check and lower one expression."""
     match e:
         case ast.Literal():
-            return _literal(e)
+            return _literal(e, out)
         case ast.Ref():
             return _ref(e, scope, out)
         case ast.Call():
@@ -70,8 +72,14 @@ def lower(e: ast.Expr, scope: Scope, out: Collector) -> ir.Expr | None:
     return None
 
 
-def _literal(e: ast.Literal) -> ir.Lit:
+def _literal(e: ast.Literal, out: Collector) -> ir.Lit | None:
     v = e.value
+    if isinstance(v, float) and not math.isfinite(v):
+        out.error("E120", f"`{e.text}` is too large for a float", e.span, "float literals are finite 64-bit numbers")
+        return None
+    if isinstance(v, int) and not isinstance(v, bool) and v > INT64_MAX:
+        out.error("E120", f"`{e.text}` does not fit in an int", e.span, "int literals are 64-bit signed integers")
+        return None
     t = (DType.NULL if v is None else DType.BOOL if isinstance(v, bool) else DType.INT if isinstance(v, int)
          else DType.FLOAT if isinstance(v, float) else DType.STRING)
     return ir.Lit(v, t, span=e.span)
@@ -98,9 +106,11 @@ def _ref(e: ast.Ref, scope: Scope, out: Collector) -> ir.Expr | None:
             out.error("E120", f"aggregates read source columns, and `{name}` is a feature", e.span,
                       "aggregate the columns the feature is computed from")
             return None
-        candidates = set(scope.columns) | set(scope.group_features) | set(scope.extra_names)
-        if scope.allow_as_of:
-            candidates.add("as_of")
+        candidates = set(scope.columns) | set(scope.extra_names)
+        if not scope.in_aggregate:  # aggregates read columns only
+            candidates |= set(scope.group_features) - {scope.self_name or ""}
+            if scope.allow_as_of:
+                candidates.add("as_of")
         out.unknown("name", name, e.span, candidates)
         return None
     if len(parts) == 2 and scope.resolve_feature is not None:
@@ -130,7 +140,7 @@ def _call(e: ast.Call, scope: Scope, out: Collector) -> ir.Expr | None:
     if (n < need) if sig.variadic else (n != need):
         want = f"at least {need}" if sig.variadic else str(need)
         out.error("E122", f"`{e.func}` takes {want} argument{'s' if need != 1 else ''}, got {n}", e.span,
-                  sig.doc)
+                  f"{e.func}({', '.join(sig.args)}{', ...' if sig.variadic else ''}): {sig.doc}")
         return None
     args = [lower(a, scope, out) for a in e.args if not isinstance(a, ast.KwArg)]
     if any(a is None for a in args):
@@ -160,6 +170,10 @@ def _aggregate(e: ast.Call, scope: Scope, out: Collector) -> ir.Expr | None:
     window_ms: int | None = None
     if args and isinstance(args[-1], ast.Window):
         window_ms = args[-1].duration.ms
+        if window_ms <= 0:
+            out.error("E160", f"the window `last {args[-1].duration.text}` is empty at every time", args[-1].span,
+                      "a window covers (as_of - window, as_of]; use a positive duration")
+            return None
         args = args[:-1]
     if any(isinstance(a, ast.KwArg | ast.Window) for a in args):
         out.error("E102", f"`{e.func}` takes a value and an optional window like `last 30d`", e.span)
@@ -168,7 +182,10 @@ def _aggregate(e: ast.Call, scope: Scope, out: Collector) -> ir.Expr | None:
     if not args and e.func == "count":
         return ir.Agg("count", None, window_ms, DType.INT, span=e.span)
     if len(args) != 1:
-        out.error("E122", f"`{e.func}` takes one value and an optional window, got {len(args)} values", e.span)
+        row_wise = {"min": "least", "max": "greatest"}.get(e.func)
+        out.error("E122", f"`{e.func}` takes one value and an optional window, got {len(args)} values", e.span,
+                  f"`{e.func}` aggregates one column over rows; within one row use `{row_wise}(a, b)`"
+                  if row_wise and args else None)
         return None
     arg = lower(args[0], replace(scope, in_aggregate=True), out) if not isinstance(args[0], ast.KwArg) else None
     if arg is None:
@@ -200,7 +217,9 @@ def _temporal_literal(lit: ir.Expr, other: ir.Expr, out: Collector) -> ir.Expr |
         return lit
     try:
         parsed = dt.datetime.fromisoformat(str(lit.value))
-    except ValueError:
+        if parsed.tzinfo is not None:  # all times are UTC: an explicit offset is converted, then dropped
+            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         out.error("E120", f"{lit.value!r} is not an ISO date or timestamp", lit.span, 'write e.g. "2026-06-01"')
         return None
     value = parsed.date().isoformat() if other.dtype is DType.DATE and len(str(lit.value)) == 10 else parsed.isoformat()
@@ -247,10 +266,17 @@ def _in_list(e: ast.InList, scope: Scope, out: Collector) -> ir.Expr | None:
         if not isinstance(item, ast.Literal):
             out.error("E120", "`in (...)` takes literal values", item.span)
             return None
-        values.append(_literal(item))
+        lit = _literal(item, out)
+        if lit is None:
+            return None
+        values.append(lit)
     if x is None:
         return None
-    for v in values:
+    for i, v in enumerate(values):
+        fixed = _temporal_literal(v, x, out)  # `signup_date in ("2026-01-01")`, as with `==`
+        if not isinstance(fixed, ir.Lit):
+            return None
+        values[i] = v = fixed
         if unify(x.dtype, v.dtype) is None:
             out.error("E120", f"{v.dtype.value} value in a list tested against {x.dtype.value}", v.span)
             return None

@@ -6,6 +6,7 @@ import datetime as dt
 import fnmatch
 import re
 
+from mlspec.diagnostics import did_you_mean
 from mlspec.ir import expr as ir
 from mlspec.ir.spec import (
     Action,
@@ -76,9 +77,12 @@ def lower_check(decl: ast.Decl, sources: dict[str, Source], groups: dict[str, Fe
         kind, columns = "source", {c.name: c.dtype for c in sources[target].columns}
     elif target in groups:
         kind, columns = "features", {x.name: x.dtype for x in groups[target].features}
+        prefix = f"feature:{target}."  # features that failed (reported) still have names here
+        columns.update({b[len(prefix):]: DType.NULL for b in out.broken if b.startswith(prefix)})
     else:
-        where = f.span("on") if "on" in f else decl.name_span
-        out.unknown("source or feature group to check", target, where, [*sources, *groups])
+        if not (out.is_broken("source", target) or out.is_broken("features", target)):
+            where = f.span("on") if "on" in f else decl.name_span
+            out.unknown("source or feature group", target, where, [*sources, *groups])
         return None
     rules: list[CheckRule] = []
     for item in f.others:
@@ -173,7 +177,8 @@ def _threshold_range(metric: str, n: float, span: object, out: Collector) -> Non
 
     assert isinstance(span, Span)
     bounds = {"psi": (0.0, None), "js": (0.0, 1.0), "ks": (0.0, 1.0), "ks_pvalue": (0.0, 1.0),
-              "null_rate": (0.0, 1.0), "error_rate": (0.0, 1.0), "row_count": (0.0, None)}
+              "null_rate": (0.0, 1.0), "error_rate": (0.0, 1.0), "quarantine_rate": (0.0, 1.0),
+              "row_count": (0.0, None)}
     for m in UNIT_METRICS:
         bounds[m] = (0.0, 1.0)
     lo, hi = bounds.get(metric, (None, None))
@@ -194,7 +199,7 @@ def lower_model(decl: ast.Decl, groups: dict[str, FeatureGroup], labels: dict[st
         if not isinstance(item, ast.Block) or item.name not in ("params", "gate"):
             where = item.span
             if isinstance(item, ast.Block):
-                out.unknown("block in model", item.name, where, ("params", "gate"), code="E100")
+                out.unknown("block", item.name, where, ("params", "gate"), code="E100", where=owner)
             else:
                 out.error("E102", f"{owner} holds fields and `params {{}}` / `gate {{}}` blocks", where)
     ok = all([f.require("task", decl.name_span, "task = binary | regression | multiclass"),
@@ -206,7 +211,8 @@ def lower_model(decl: ast.Decl, groups: dict[str, FeatureGroup], labels: dict[st
         return None
     label = labels.get(label_name)
     if label is None:
-        out.unknown("label", label_name, f.span("label"), labels)
+        if not out.is_broken("label", label_name):
+            out.unknown("label", label_name, f.span("label"), labels)
         return None
     if task == "binary" and label.dtype not in (DType.BOOL, DType.INT):
         out.error("E120", f"a binary model needs a bool or 0/1 label; `{label_name}` is {label.dtype.value}",
@@ -225,7 +231,10 @@ def lower_model(decl: ast.Decl, groups: dict[str, FeatureGroup], labels: dict[st
     if "segment" in f:
         seg = f.values["segment"].value
         segment = seg.dotted if isinstance(seg, ast.Ref) else None
-        if segment is None or segment.count(".") != 1 or segment.split(".")[0] not in groups:
+        if isinstance(seg, ast.Ref) and (out.is_broken("feature", seg.dotted)
+                                         or out.is_broken("features", seg.parts[0])):
+            segment = None  # its group or feature has errors, reported there
+        elif segment is None or segment.count(".") != 1 or segment.split(".")[0] not in groups:
             out.error("E102", "`segment` must name a feature as `group.feature`", seg.span)
             segment = None
         elif segment.split(".")[1] not in {x.name for x in groups[segment.split(".")[0]].features}:
@@ -248,16 +257,20 @@ def _select_features(value: ast.Expr, groups: dict[str, FeatureGroup], out: Coll
     for item in items:
         if isinstance(item, ast.Glob) and item.prefix is not None:
             if item.prefix not in groups:
-                out.unknown("feature group", item.prefix, item.span, groups)
+                if not out.is_broken("features", item.prefix):
+                    out.unknown("feature group", item.prefix, item.span, groups)
                 continue
             matched = [x.qualified for x in groups[item.prefix].features]
         elif isinstance(item, ast.Ref) and len(item.parts) == 2:
             matched = [q for q in every if fnmatch.fnmatchcase(q, item.dotted)]
             if not matched:
-                out.unknown("feature", item.dotted, item.span, every)
+                if not (out.is_broken("feature", item.dotted) or out.is_broken("features", item.parts[0])):
+                    out.unknown("feature", item.dotted, item.span, every)
                 continue
         elif isinstance(item, ast.Ref) and len(item.parts) == 1 and item.parts[0] in groups:
             matched = [x.qualified for x in groups[item.parts[0]].features]
+        elif isinstance(item, ast.Ref) and len(item.parts) == 1 and out.is_broken("features", item.parts[0]):
+            continue
         else:
             out.error("E102", "select features as `group.*`, `group.feature` or `group`", item.span)
             continue
@@ -300,7 +313,7 @@ def _split(f: Fields, decl: ast.Decl, out: Collector) -> Split:
     known = ("test_from",) if v.func == "by_time" else ("test", "seed")
     for name, a in kw.items():
         if name not in known:
-            out.unknown(f"argument of {v.func}", name, a.span, known, code="E100")
+            out.unknown("argument", name, a.span, known, code="E100", where=f"{v.func}(...)")
     if v.func == "by_time":
         arg = kw.get("test_from")
         if arg is None or not (isinstance(arg.value, ast.Literal) and isinstance(arg.value.value, str)):
@@ -317,6 +330,9 @@ def _split(f: Fields, decl: ast.Decl, out: Collector) -> Split:
     if test is None or not 0 < test < 1:
         out.error("E160", "`test` is the held-out fraction, strictly between 0 and 1", kw["test"].span)
         test = 0.2
+    if seed is None or seed < 0 or seed != int(seed):
+        out.error("E160", "`seed` is an integer >= 0", kw["seed"].span)
+        seed = 0.0
     out.warning("W201", "a random split mixes past and future rows of time-dependent data", v.span,
                 'prefer by_time(test_from = "YYYY-MM-DD") so evaluation matches deployment')
     return Split("random", test_fraction=test, seed=int(seed or 0))
@@ -363,7 +379,8 @@ def _champion_offset(e: ast.Expr, metric: str) -> tuple[bool, float | None]:
 
 # ---- serve -------------------------------------------------------------------------------
 
-def lower_serve(decl: ast.Decl, models: dict[str, Model], out: Collector) -> Serve | None:
+def lower_serve(decl: ast.Decl, models: dict[str, Model], sources: dict[str, Source],
+                out: Collector) -> Serve | None:
     owner = f"serve `{decl.name}`"
     every = sorted({k for keys in SERVE_FIELDS.values() for k in keys})
     f = Fields(owner, decl.items, every, out)
@@ -378,11 +395,10 @@ def lower_serve(decl: ast.Decl, models: dict[str, Model], out: Collector) -> Ser
         if key not in SERVE_FIELDS[mode]:
             out.error("E100", f"`{key}` does not apply to a {mode} serve", f.values[key].key_span,
                       f"{mode} serves take: " + ", ".join(SERVE_FIELDS[mode]))
-    model = f.name("model") or decl.name
-    if model not in models:
+    model = f.name("model") if "model" in f else decl.name  # None: not a name, reported
+    if model is not None and model not in models and not out.is_broken("model", model):
         where = f.span("model") if "model" in f else decl.name_span
         out.unknown("model", model, where, models, code="E151")
-        return None
     schedule = output = shadow = in_stream = out_stream = None
     latency = None
     replicas: tuple[int, int] | None = None
@@ -394,11 +410,19 @@ def lower_serve(decl: ast.Decl, models: dict[str, Model], out: Collector) -> Ser
                       'five fields: minute hour day month weekday, e.g. "0 2 * * *"')
     else:
         latency, replicas, shadow = f.duration("latency_p99"), _replicas(f, out), f.name("shadow")
-        if shadow is not None and shadow not in models:
-            out.unknown("model for shadow", shadow, f.span("shadow"), models, code="E151")
+        if shadow is not None and shadow not in models and not out.is_broken("model", shadow):
+            out.unknown("shadow model", shadow, f.span("shadow"), models, code="E151")
         if mode == "streaming":
             f.require("input", decl.name_span, 'e.g. input = stream("readings")')
             in_stream, out_stream = _stream(f, "input", out), _stream(f, "output", out)
+            streams = {s.stream for s in sources.values() if s.stream is not None}
+            sources_ok = not any(b.startswith("source:") for b in out.broken)
+            if in_stream is not None and in_stream not in streams and sources_ok:
+                out.error("E111", f"no source reads the stream `{in_stream}`", f.span("input"),
+                          did_you_mean(in_stream, streams)
+                          or f'declare it in the source its events follow: stream = "{in_stream}"')
+    if model is None or model not in models:
+        return None  # the rest of the serve is checked all the same, so every error shows at once
     return Serve(decl.name, model, mode, schedule, output, latency, replicas, shadow, in_stream, out_stream,
                  decl.span)
 
@@ -439,11 +463,14 @@ def lower_monitor(decl: ast.Decl, models: dict[str, Model], groups: dict[str, Fe
                   sources: dict[str, Source], alerts: set[str], out: Collector) -> Monitor | None:
     owner = f"monitor `{decl.name}`"
     f = Fields(owner, decl.items, ("model",), out)
-    model_name = f.name("model") or decl.name
+    model_name = f.name("model") if "model" in f else decl.name
+    if model_name is None:  # not a name: reported
+        return None
     model = models.get(model_name)
     if model is None:
-        where = f.span("model") if "model" in f else decl.name_span
-        out.unknown("model", model_name, where, models, code="E151")
+        if not out.is_broken("model", model_name):
+            where = f.span("model") if "model" in f else decl.name_span
+            out.unknown("model", model_name, where, models, code="E151")
         return None
     rules: list[MonitorRule] = []
     retrain_every = None
@@ -552,7 +579,12 @@ def _drift_subject(call: ast.Call, model: Model, groups: dict[str, FeatureGroup]
         return ("prediction",)
     name = arg.prefix if isinstance(arg, ast.Glob) else arg.dotted if isinstance(arg, ast.Ref) else None
     if name is not None and name in groups:
-        return tuple(q for q in model.features if q.startswith(name + "."))
+        subject = tuple(q for q in model.features if q.startswith(name + "."))
+        if not subject:
+            out.error("E111", f"model `{model.name}` uses no features of group `{name}`", arg.span,
+                      "watch `features`, `prediction`, or a group or feature the model uses")
+            return None
+        return subject
     if name is not None and name in model.features:
         return (name,)
     out.unknown("drift subject", name or "?", arg.span, ["features", "prediction", *model.features])
@@ -566,7 +598,7 @@ def _quality_rule(left: ast.Call, c: ast.Binary, model: Model, groups: dict[str,
     name = arg.dotted if isinstance(arg, ast.Ref) else None
     if left.func == "null_rate":
         if name not in model.features:
-            out.unknown("feature of the model", name or "?", left.span, model.features)
+            out.unknown("feature", name or "?", left.span, model.features, where=f"model `{model.name}`")
             return None
         n = literal_number(c.right)
         if n is None:
@@ -587,6 +619,7 @@ def _quality_rule(left: ast.Call, c: ast.Binary, model: Model, groups: dict[str,
     if n is None:
         out.error("E120", "compare quarantine_rate(...) with a number", c.right.span)
         return None
+    _threshold_range("quarantine_rate", n, c.right.span, out)
     return MonitorRule("quarantine_rate", "quarantine_rate", (name,), c.op, n, window, actions, text, item.span)
 
 
@@ -599,4 +632,4 @@ def lower_alert(decl: ast.Decl, out: Collector) -> Alert | None:
         out.error("E101", f"{owner} needs a sink: webhook = env(\"NAME\"), file = \"path\" or log = true",
                   decl.name_span)
     return Alert(decl.name, f.secret("webhook"), f.string("file"), bool(f.boolean("log")), bool(f.boolean("slack")),
-                 f.duration("dedupe") or 3_600_000, decl.span)
+                 dedupe if (dedupe := f.duration("dedupe")) is not None else 3_600_000, decl.span)

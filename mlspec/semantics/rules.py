@@ -33,7 +33,9 @@ def no_group_cycles(spec: Spec, out: Collector) -> None:
             for n in ir.walk(f.expr):
                 if isinstance(n, ir.FeatureRef) and n.group != g.name:
                     graph.add_edge(n.group, g.name, span=n.span)
-    for cycle in nx.simple_cycles(graph):
+    # Each cycle starts at its smallest name and cycles are sorted, so the report is stable run to run.
+    cycles = sorted(c[c.index(min(c)):] + c[:c.index(min(c))] for c in nx.simple_cycles(graph))
+    for cycle in cycles:
         first = cycle[0]
         span = spec.group(first).span
         out.error("E130", "feature groups depend on each other in a cycle: " + " -> ".join([*cycle, first]),
@@ -50,7 +52,7 @@ def references_exist(spec: Spec, out: Collector) -> None:
             if target not in names:
                 out.unknown("source", target, c.span, names)
             elif names[target].column(col) is None:
-                out.unknown(f"column of source `{target}`", col, c.span, [x.name for x in names[target].columns])
+                out.unknown("column", col, c.span, [x.name for x in names[target].columns], where=f"source `{target}`")
 
 
 def timeless_sources_warned(spec: Spec, out: Collector) -> None:
