@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlspec.diagnostics import Diagnostic, MlspecError, render_json, render_text, summary
+from mlspec.plan.command import add_plan_parser
 from mlspec.runtime.errors import RunError
 
 if TYPE_CHECKING:
@@ -37,8 +38,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     _print_diagnostics(compiled.diagnostics, compiled.texts, args.format)
     if compiled.ok and args.format == "text":
         spec, dag = compiled.checked
-        print(f"ok: project `{spec.project.name}`, {dag.number_of_nodes()} nodes, "
-              f"{sum(len(g.features) for g in spec.groups)} features")
+        n = sum(len(g.features) for g in spec.groups)
+        print(f"ok: project `{spec.project.name}`, {dag.number_of_nodes()} nodes, {n} feature{'s' if n != 1 else ''}")
     return 0 if compiled.ok else 1
 
 
@@ -145,6 +146,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_data(), indent=2, default=str))
     else:
         print_summary(summary, console)
+    if summary.error:
+        print(summary.error, file=sys.stderr)
     return 0 if summary.ok else 1
 
 
@@ -334,11 +337,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_quarantine)
+
+    add_plan_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # `promote V --force DIR`: argparse stops taking positionals after an option
+        if all(not x.startswith("-") for x in extra) and isinstance(getattr(args, "paths", None), list):
+            args.paths.extend(extra)
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     command: Command = args.func
     try:
         return command(args)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import networkx as nx
@@ -37,6 +38,11 @@ class Compiled:
         return self.spec, self.dag
 
 
+def _relative(file: str, root: Path) -> str:
+    """A spec file's path from the project root: the same wherever the command runs."""
+    return Path(os.path.relpath(Path(file).resolve(), root.resolve())).as_posix()
+
+
 def compile_paths(paths: Sequence[str | Path]) -> Compiled:
     loaded = load(paths)
     diagnostics = list(loaded.diagnostics)
@@ -45,5 +51,6 @@ def compile_paths(paths: Sequence[str | Path]) -> Compiled:
         spec, found = check_modules(loaded.modules)
         diagnostics.extend(found)
         if spec is not None:
+            spec = replace(spec, files=tuple(_relative(f, loaded.root) for f in spec.files))
             dag = build_dag(spec)
     return Compiled(spec, dag, tuple(diagnostics), loaded.texts, loaded.root)

@@ -66,6 +66,10 @@ def build_dag(spec: Spec) -> nx.DiGraph:
 
     for s in spec.sources:
         add("source", s.name, s)
+    for s in spec.sources:
+        for col in s.columns:
+            if col.references is not None and col.references[0] != s.name:
+                g.add_edge(node_id("source", col.references[0]), node_id("source", s.name))
     for c in spec.checks:
         add("check", c.name, c)
         checked[c.target] = node_id("check", c.name)
@@ -83,6 +87,9 @@ def build_dag(spec: Spec) -> nx.DiGraph:
                     g.add_edge(node_id("features", n.group), nid)
     for lab in spec.labels:
         g.add_edge(read("source", lab.source), add("label", lab.name, lab))
+        for grp in spec.groups:
+            if grp.entity == lab.entity:  # a group is computed as of every label time of its entity
+                g.add_edge(node_id("label", lab.name), node_id("features", grp.name))
     for m in spec.models:
         ds = add("dataset", m.name, Dataset(m.name, m.label, m.features))
         g.add_edge(node_id("label", m.label), ds)

@@ -84,5 +84,3 @@ def print_summary(summary: RunSummary, console: Console) -> None:
                       highlight=False)
     for w in summary.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
-    if summary.error:
-        console.print(f"[red]{summary.error}[/]", highlight=False)

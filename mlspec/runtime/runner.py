@@ -98,6 +98,7 @@ def run_pipeline(compiled: Compiled, *, engine: str = "duckdb", node: str | None
         return summary
     compiled_spec = to_data(compiled.spec)
     assert isinstance(compiled_spec, dict)
+    compiled_spec.pop("files", None)  # where the files sit is not part of what the spec means
     with Warehouse.open(compiled.root) as wh:
         ctx = pipeline.RunContext(wh, compiled.spec, digest(compiled_spec), compiled_spec, summary.run_id, engine,
                                   as_of)

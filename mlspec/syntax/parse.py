@@ -29,9 +29,14 @@ def _parser() -> Lark:
                 maybe_placeholders=True)
 
 
+def _bounded_int(digits: str) -> int:
+    """Python refuses to parse enormous ints; anything past int64 is rejected by the checker anyway."""
+    return int(digits) if len(digits) <= 4000 else 10**4000
+
+
 def duration_ms(text: str) -> int:
     unit = text.lstrip("0123456789")
-    return int(text[: len(text) - len(unit)]) * DURATION_UNITS_MS[unit]
+    return _bounded_int(text[: len(text) - len(unit)]) * DURATION_UNITS_MS[unit]
 
 
 def unescape(quoted: str) -> str:
@@ -175,7 +180,7 @@ class _ToAst(Transformer[Token, Any]):
 
     # literals
     def int_lit(self, meta: Meta, c: list[Token]) -> ast.Literal:
-        return ast.Literal(int(c[0]), str(c[0]), self._span(meta))
+        return ast.Literal(_bounded_int(str(c[0])), str(c[0]), self._span(meta))
 
     def float_lit(self, meta: Meta, c: list[Token]) -> ast.Literal:
         return ast.Literal(float(c[0]), str(c[0]), self._span(meta))
@@ -201,7 +206,7 @@ class _ToAst(Transformer[Token, Any]):
 _PUNCT_NAMES = {
     "LBRACE": "`{`", "RBRACE": "`}`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`",
     "EQUAL": "`=`", "COMMA": "`,`", "DOT": "`.`", "STAR": "`*`", "MINUS": "`-`",
-    "NAME": "a name", "STRING": "a string", "INT": "an integer", "FLOAT": "a number",
+    "NAME": "a name", "_NL": "a new line", "SEMICOLON": "`;`", "STRING": "a string", "INT": "an integer", "FLOAT": "a number",
     "DURATION": "a duration like `30d`", "DECL_KIND": "a declaration (source, features, model, ...)",
     "COMP_OP": "a comparison", "PLUS": "`+`", "SLASH": "`/`", "PERCENT": "`%`", "$END": "end of file",
 }
@@ -233,8 +238,7 @@ def _describe_expected(expected: set[str]) -> str:
 def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic:
     line, col = max(err.line, 1), max(err.column, 1)
     if isinstance(err, UnexpectedCharacters):
-        pos = err.pos_in_stream or 0
-        ch = text[pos] if pos < len(text) else "?"
+        ch = str(err.char) if err.char else "?"
         hint = "strings use double quotes" if ch == "'" else None
         return Diagnostic("E001", f"unexpected character `{ch}`", Span(file, line, col, line, col + 1), hint)
     if isinstance(err, UnexpectedEOF):
@@ -259,10 +263,10 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic
         from mlspec.diagnostics import did_you_mean
 
         hint = did_you_mean(str(tok), DECL_KINDS) or hint
-    elif "_NL" in err.expected or "SEMICOLON" in err.expected:
-        hint = "put each item on its own line, or separate items on one line with `;`"
     elif str(tok) == "=" and "COMP_OP" in err.expected:
         hint = "use `==` to compare; `=` sets a field"
+    elif "_NL" in err.expected or "SEMICOLON" in err.expected:
+        hint = "put each item on its own line, or separate items on one line with `;`"
     return Diagnostic("E003", f"unexpected `{tok}`", Span(file, line, col, line, end_col), hint)
 
 
@@ -290,6 +294,9 @@ def parse(text: str, file: str = "<string>") -> ast.Module:
         body = _parse_chunk(text, file)
     except UnexpectedInput:
         raise MlspecError(_recover(text, file)) from None
+    except RecursionError:
+        raise MlspecError([Diagnostic("E004", "expression nested too deeply", Span(file, 1, 1, 1, 2),
+                                      "split it into several named features")]) from None
     try:
         comments = _comments(text, file)
     except UnexpectedInput:  # pragma: no cover - parse succeeded, so lexing does too

@@ -41,7 +41,7 @@ WAREHOUSE = f"{STATE}/warehouse.duckdb"
 REGISTRY = f"{STATE}/registry/{MODEL}"
 SCORES = "scores/churn.parquet"
 # Nodes `mlspec run` executes for the churn spec, and the ones it leaves to serve/monitor.
-EXECUTED = ("source:churn_labels", "label:churned", "source:customers", "features:profile", "source:orders",
+EXECUTED = ("source:customers", "source:churn_labels", "label:churned", "features:profile", "source:orders",
             "check:orders", "features:activity", "check:activity", "dataset:churn_risk", "model:churn_risk",
             "gate:churn_risk", "serve:churn_risk")
 NOT_RUN_HERE = ("serve:churn_api", "monitor:churn_risk", "alert:oncall", "alert:sre")

@@ -49,9 +49,6 @@ def _spec_hash(path: Path) -> str:
     return digest(to_data(compiled.spec))
 
 
-@pytest.mark.xfail(strict=True, reason="the spec hash covers `files`, the spec paths as displayed relative to the "
-                   "working directory, so the same spec gets another hash (and every model another version id) "
-                   "depending on where `mlspec run` is started from")
 def test_spec_hash_does_not_depend_on_the_working_directory(demo: Demo, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(demo.dir)
@@ -61,9 +58,6 @@ def test_spec_hash_does_not_depend_on_the_working_directory(demo: Demo, tmp_path
     assert inside == outside
 
 
-@pytest.mark.xfail(strict=True, reason="DuckDB float sums (spend_90d, avg_basket_90d) follow the physical row order "
-                   "of the source table, which depends on the file's row order and on thread scheduling, so the same "
-                   "rows give features that differ in the last bits, another data fingerprint and another version")
 def test_feature_tables_do_not_depend_on_the_row_order_of_a_source(ran: Ran, tmp_path: Path) -> None:
     project = copy_project(ran.demo.dir, tmp_path / "churn")
     path = project / "data" / "orders.parquet"
@@ -75,9 +69,6 @@ def test_feature_tables_do_not_depend_on_the_row_order_of_a_source(ran: Ran, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="two bugs, either enough: the spec hash includes the cwd-relative spec path "
-                   "(test_spec_hash_does_not_depend_on_the_working_directory) and float feature sums differ between "
-                   "fresh warehouses (test_feature_tables_do_not_depend_on_the_row_order_of_a_source)")
 def test_two_fresh_directories_give_the_same_version_and_model_bytes(tmp_path: Path) -> None:
     from mlspec.runtime.demo import write_churn_demo
 

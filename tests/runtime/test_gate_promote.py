@@ -162,9 +162,6 @@ def test_score_before_any_champion_fails_clearly(ran: Ran, tmp_path: Path) -> No
     assert r.err.startswith(f"error in serve:{MODEL}: model `{MODEL}` has no registered versions")
 
 
-@pytest.mark.xfail(strict=True, reason="argparse cannot place the `paths` positional after an option once `version` "
-                   "has been matched: `mlspec promote VERSION --force DIR` exits 2 with 'unrecognized arguments: DIR' "
-                   "(`promote VERSION DIR --force` works); parse_intermixed_args would accept both")
 def test_promote_accepts_options_before_the_project_path(gated: Gated, tmp_path: Path) -> None:
     project = _state(gated, tmp_path)
     r = cli("promote", gated.rejected, "--force", project)

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 from tests.runtime.conftest import Result, assert_no_traceback, cli, error_line, run_json
 
@@ -44,28 +43,27 @@ def test_missing_data_file(project: Path) -> None:
 
 def test_empty_label_source(project: Path) -> None:
     _rewrite(project, LABELS, lambda f: f.head(0))
-    r = _failed(project, "label:churned")
-    assert error_line(r) == "error in label:churned: label `churned` has no usable rows in source `churn_labels`"
+    r = _failed(project, "source:churn_labels")
+    assert error_line(r) == ("error in source:churn_labels: source `churn_labels` has no rows "
+                             "(data/churn_labels.parquet is empty)")
 
 
 def test_all_label_rows_quarantined(project: Path) -> None:
     _rewrite(project, LABELS, lambda f: f.with_columns(pl.lit(None, pl.Boolean).alias("churned")))
-    r = _failed(project, "label:churned")
-    labels = r.node("source:churn_labels")["detail"]
-    assert labels["rows_passed"] == 0 and labels["rows_quarantined"] == labels["rows_in"] > 0
-    assert error_line(r) == "error in label:churned: label `churned` has no usable rows in source `churn_labels`"
+    r = _failed(project, "source:churn_labels")
+    n = len(pl.read_parquet(project / LABELS))
+    assert error_line(r) == f"error in source:churn_labels: all {n:,} rows of source `churn_labels` were quarantined"
+    assert r.data["hint"] == "see the reasons with `mlspec quarantine`"
     quarantined = cli("quarantine", "--json", project)
-    assert quarantined.data["counts"] == [{"node": "source:churn_labels", "reason": "churned is null",
-                                           "rows": labels["rows_in"]}]
+    assert quarantined.data["counts"] == [{"node": "source:churn_labels", "reason": "churned is null", "rows": n}]
 
 
 def test_label_with_no_matching_features(project: Path) -> None:
     """Every label row's features are set aside by a check: the dataset node says so."""
     spec = project / "churn.mlspec"
     text = spec.read_text(encoding="utf-8")
-    spec.write_text(re.sub(r"check activity \{.*?\n\}", "check activity {\n  orders_90d > 0\n  on_fail = quarantine\n}",
-                           text, flags=re.S), encoding="utf-8")
-    _rewrite(project, LABELS, lambda f: f.with_columns(pl.col("customer_id") + 1_000_000))  # customers nobody knows
+    spec.write_text(re.sub(r"check activity \{.*?\n\}", "check activity {\n  orders_90d < 0\n  on_fail = quarantine\n}",
+                           text, flags=re.S), encoding="utf-8")  # no row can pass
     r = _failed(project, "dataset:churn_risk")
     n = r.node("label:churned")["detail"]["rows_passed"]
     assert error_line(r) == (f"error in dataset:churn_risk: no label row of `churned` has features (all {n} were set "
@@ -79,28 +77,21 @@ def test_a_failing_dataset_check_stops_before_training(project: Path) -> None:
     assert error_line(r) == "error in check:activity: dataset check failed: `row_count() >= 100` is false (value 60)"
 
 
-@pytest.mark.xfail(strict=True, reason="an empty source file is loaded silently (0 rows, status ok); the run only "
-                   "fails later at check:activity with `null_rate(days_since_order) < 0.5` is false (value 1), "
-                   "which never names the empty source")
 def test_empty_source(project: Path) -> None:
     _rewrite(project, ORDERS, lambda f: f.head(0))
     r = _failed(project, None, text_mode=False)
     assert "orders" in error_line(r) and "empty" in error_line(r)
 
 
-@pytest.mark.xfail(strict=True, reason="when every row of a source is quarantined the source node still reports ok "
-                   "with 0 rows passed; the run fails later at check:activity on a feature null rate and the message "
-                   "never says the source's rows were all quarantined")
 def test_all_rows_of_a_source_quarantined(project: Path) -> None:
     _rewrite(project, ORDERS, lambda f: f.with_columns(-pl.col("amount").abs() - 1.0))  # all outside [0, 100000]
     r = _failed(project, None, text_mode=False)
     assert "orders" in error_line(r) and "quarantine" in error_line(r)
 
 
-@pytest.mark.xfail(strict=True, reason="`references customers.customer_id` is parsed but never enforced: label rows "
-                   "of unknown customers are loaded, get null/zero features and the run fails at check:activity "
-                   "without naming the label or the unknown customers")
 def test_labels_of_unknown_customers(project: Path) -> None:
     _rewrite(project, LABELS, lambda f: f.with_columns(pl.col("customer_id") + 1_000_000))
-    r = _failed(project, None, text_mode=False)
-    assert "churned" in error_line(r) or "churn_labels" in error_line(r)
+    r = _failed(project, "source:churn_labels", text_mode=False)
+    assert "churn_labels" in error_line(r) and "quarantined" in error_line(r)
+    reasons = {c["reason"] for c in cli("quarantine", "--json", project).data["counts"]}
+    assert all(reason.endswith("has no match in customers.customer_id") for reason in reasons), reasons

@@ -127,22 +127,15 @@ def test_damaged_specs_through_the_real_command(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
 
 
-# ---- crashes found in the parser (mlspec/syntax/parse.py), not in the checker ----------------
-# Strict expected failures: when the parser is fixed these start passing, and the marks must go.
+# ---- inputs that once crashed the parser (mlspec/syntax/parse.py) ----------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="lark's recursive Transformer overflows the stack on ~500 nested unary minus or ~1000 "
-                          "nested parentheses; parse() lets RecursionError escape")
 def test_deeply_nested_expression(tmp_path: Path) -> None:
     path = tmp_path / "deep.mlspec"
     path.write_text("features f {\n  entity = e\n  from = s\n  x = " + "-" * 1000 + "1\n}\n", encoding="utf-8")
     assert check(path, "text")[0] == 1
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="an int literal over 4300 digits hits Python's int-from-string limit in the parser's "
-                          "int_lit (and a duration over 4300 digits in duration_ms); parse() lets ValueError escape")
 def test_int_literal_over_4300_digits(tmp_path: Path) -> None:
     path = tmp_path / "long.mlspec"
     path.write_text("project p { owner = " + "1" * 5000 + " }\n", encoding="utf-8")

@@ -25,12 +25,8 @@ from tests.semantics.golden import (
 CASES = all_cases()
 # Cases whose committed expectation is the correct output that the code does not give yet.
 # Strict: once the bug is fixed the case passes, the xfail turns into a failure, and the entry goes.
-KNOWN_BUGS = {
-    "e001_after_first_declaration": "parse.py names the character at the wrong offset after the first declaration",
-    "e003_assignment_in_check": "parse.py checks `_NL in expected` before `=` where a comparison fits, so a stray "
-                                "`=` gets the item-separator hint instead of `use == to compare`",
-}
-SYNTAX_CODES = frozenset({"E001", "E002", "E003"})  # emitted by mlspec/syntax/parse.py
+KNOWN_BUGS: dict[str, str] = {}
+SYNTAX_CODES = frozenset({"E001", "E002", "E003", "E004"})  # emitted by mlspec/syntax/parse.py
 CODE_LITERAL = re.compile(r"""["']([EW]\d{3})["']""")
 
 

@@ -1,5 +1,9 @@
 """Feature IR -> DuckDB SQL (the default batch engine).
 
+Float sums and means use `fsum` (compensated summation), whose result does not depend on
+the order rows arrive in, so the same data gives the same features in every run, and the
+same values as the online evaluator's `math.fsum`.
+
 Implements docs/semantics.md exactly: floats are finite or null, `/` and `%` by zero are
 null, empty windows give 0 for counts and sums and null otherwise, a window `last d` at as_of
 T holds rows with T - d < ts <= T, and row features come from the latest row with ts <= T.
@@ -178,8 +182,8 @@ class _Compiler:
         sql = {
             "count": f"count({arg if arg else f'{ev}.{SEQ}'}) FILTER (WHERE {matched})",
             "count_if": f"count({ev}.{SEQ}) FILTER (WHERE {matched} AND {arg})",
-            "sum": f"sum({arg}) FILTER (WHERE {matched})",
-            "mean": f"avg({arg}) FILTER (WHERE {matched})",
+            "sum": (f"{'fsum' if e.dtype is DType.FLOAT else 'sum'}({arg}) FILTER (WHERE {matched})"),
+            "mean": f"(fsum({arg}) FILTER (WHERE {matched}) / count({arg}) FILTER (WHERE {matched}))",
             "min": f"min({arg}) FILTER (WHERE {matched})",
             "max": f"max({arg}) FILTER (WHERE {matched})",
             "distinct_count": f"count(DISTINCT {arg}) FILTER (WHERE {matched})",
