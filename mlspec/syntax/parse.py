@@ -161,6 +161,10 @@ class _ToAst(Transformer[Token, Any]):
         func: ast.Ref = c[0]
         return ast.Call(func.dotted, tuple(a for a in c[1:] if a is not None), self._span(meta))
 
+    def last_call(self, meta: Meta, c: list[Any]) -> ast.Call:
+        """`last(x, ...)`, the aggregate, spelled like the window keyword `last 30d`."""
+        return ast.Call("last", tuple(a for a in c if a is not None), self._span(meta))
+
     def kwarg(self, meta: Meta, c: list[Any]) -> ast.KwArg:
         return ast.KwArg(str(c[0]), c[1], self._span(meta))
 

@@ -18,6 +18,7 @@ from mlspec.diagnostics import Diagnostic, MlspecError
 from mlspec.ir import expr as ir
 from mlspec.ir.spec import FeatureGroup, Source, Spec
 from mlspec.ir.types import DType
+from mlspec.runtime.engines.text import simple_lower, simple_upper
 from mlspec.syntax.span import NO_SPAN
 
 Row = Mapping[str, Any]
@@ -54,7 +55,7 @@ def _round_half_away(x: float, n: int) -> float | None:
 class GroupInput:
     """What evaluating one group for one entity needs: its rows and the evaluation time."""
 
-    as_of: dt.datetime
+    as_of: dt.datetime | None  # None (a spine row without a time) sees no rows at all
     rows: Sequence[Row]  # the entity's rows of the group's source, any order, each with __seq
     request: Row | None = None  # the event being scored, for request groups
     upstream: Mapping[str, Mapping[str, Any]] | None = None  # group -> features already computed
@@ -76,7 +77,9 @@ class Evaluator:
                                                   f"{type(node).__name__}", getattr(node, "span", NO_SPAN))])
 
     def evaluate(self, inp: GroupInput) -> dict[str, Any]:
-        if self.ts:
+        if inp.as_of is None:
+            visible = []
+        elif self.ts:
             visible = [r for r in inp.rows if (t := self._ts(r)) is not None and t <= inp.as_of]
         else:
             visible = list(inp.rows)
@@ -203,7 +206,7 @@ class _Frame:
 
     def agg(self, e: ir.Agg, row: Row | None) -> Any:
         rows = self.visible
-        if e.window_ms is not None:
+        if e.window_ms is not None and self.inp.as_of is not None:
             lower = self.inp.as_of - dt.timedelta(milliseconds=e.window_ms)
             rows = [r for r in rows if (t := self.ev._ts(r)) is not None and t > lower]
         if e.fn == "count" and e.arg is None:
@@ -221,17 +224,26 @@ class _Frame:
         if e.fn == "sum":
             if e.dtype is DType.INT:
                 return int(sum(values))
-            return finite(math.fsum(float(v) for v in values)) if values else 0.0
+            return _fsum(values) if values else 0.0
         if not values:
             return None
         if e.fn == "mean":
-            return finite(math.fsum(float(v) for v in values) / len(values))
+            total = _fsum(values)
+            return finite(total / len(values)) if total is not None else None
         if e.fn == "min":
             return min(values)
         if e.fn == "max":
             return max(values)
         # rows are in (ts, __seq) order already
         return values[-1] if e.fn == "last" else values[0]
+
+
+def _fsum(values: Sequence[Any]) -> float | None:
+    """Compensated, order-independent float sum (DuckDB's fsum); null when it overflows."""
+    try:
+        return finite(math.fsum(float(v) for v in values))
+    except OverflowError:
+        return None
 
 
 def _float_op(v: Any) -> float | None:
@@ -270,8 +282,8 @@ _FUNCS: dict[str, Callable[..., Any]] = {
     "ln": lambda x: math.log(x) if x > 0 else None,
     "exp": _exp,
     "sqrt": lambda x: math.sqrt(x) if x >= 0 else None,
-    "lower": str.lower,
-    "upper": str.upper,
+    "lower": simple_lower,
+    "upper": simple_upper,
     "trim": lambda s: s.strip(" "),
     "length": len,
     "contains": lambda s, t: t in s,

@@ -36,7 +36,7 @@ def string_literal(value: str) -> str:
 
 def literal(value: object, dtype: DType) -> str:
     if value is None:
-        return f"CAST(NULL AS {SQL_TYPES[dtype]})"
+        return "NULL" if dtype is DType.NULL else f"CAST(NULL AS {SQL_TYPES[dtype]})"
     if dtype is DType.BOOL:
         return "TRUE" if value else "FALSE"
     if dtype is DType.INT:
@@ -141,7 +141,7 @@ class _Compiler:
         if name == "abs":
             return f"abs({a[0]})"
         if name == "round":
-            return finite(f"round(CAST({a[0]} AS DOUBLE), {a[1]})")
+            return finite(f"round(CAST({a[0]} AS DOUBLE), CAST({a[1]} AS INTEGER))")
         if name in ("floor", "ceil"):
             return f"CAST({name}({a[0]}) AS DOUBLE)"
         if name == "ln":
@@ -158,7 +158,9 @@ class _Compiler:
         if name in ("days_between", "hours_between"):
             unit = DAY_US if name == "days_between" else DAY_US // 24
             t0, t1 = (_as_ts(x, y.dtype) for x, y in zip(a, e.args, strict=True))
-            return f"CAST(floor((epoch_us({t1}) - epoch_us({t0})) / {unit}.0) AS BIGINT)"
+            diff = f"(epoch_us({t1}) - epoch_us({t0}))"
+            # exact floor division in integers: DOUBLE would round differences beyond 2^53 microseconds
+            return f"CAST(({diff} - ((({diff} % {unit}) + {unit}) % {unit})) // {unit} AS BIGINT)"
         if name in ("year", "month", "day", "hour"):
             return f"CAST(extract({name} FROM {_as_ts(a[0], e.args[0].dtype)}) AS BIGINT)"
         if name == "day_of_week":
@@ -183,7 +185,7 @@ class _Compiler:
             "count": f"count({arg if arg else f'{ev}.{SEQ}'}) FILTER (WHERE {matched})",
             "count_if": f"count({ev}.{SEQ}) FILTER (WHERE {matched} AND {arg})",
             "sum": (f"{'fsum' if e.dtype is DType.FLOAT else 'sum'}({arg}) FILTER (WHERE {matched})"),
-            "mean": f"(fsum({arg}) FILTER (WHERE {matched}) / count({arg}) FILTER (WHERE {matched}))",
+            "mean": finite(f"(fsum({arg}) FILTER (WHERE {matched}) / count({arg}) FILTER (WHERE {matched}))"),
             "min": f"min({arg}) FILTER (WHERE {matched})",
             "max": f"max({arg}) FILTER (WHERE {matched})",
             "distinct_count": f"count(DISTINCT {arg}) FILTER (WHERE {matched})",
@@ -227,7 +229,8 @@ def feature_sql(spec: Spec, group: FeatureGroup, spine: str, rows: str, upstream
         bound = (f" AND {ts} > s.{AS_OF} - to_microseconds(CAST({max(bounded) * 1000} AS BIGINT))"
                  if len(bounded) == len(windows) else "")
         joins.append(
-            f"LEFT JOIN (SELECT s.{key}, s.{AS_OF}, {', '.join(comp.aggs)} FROM {ident(spine)} s "
+            f"LEFT JOIN (SELECT s.{key}, s.{AS_OF}, {', '.join(comp.aggs)} FROM "
+            f"(SELECT DISTINCT {key}, {AS_OF} FROM {ident(spine)}) s "
             f"LEFT JOIN {ident(rows)} e ON e.{key} = s.{key} AND {ts} <= s.{AS_OF}{bound} "
             f"GROUP BY s.{key}, s.{AS_OF}) g ON g.{key} = s.{key} AND g.{AS_OF} = s.{AS_OF}")
     uses_rows = any(isinstance(n, ir.Col) and not _inside_agg(f.expr, n) for f in group.features

@@ -1,0 +1,145 @@
+"""Online features (store + online evaluator) equal batch features, value for value."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mlspec.ir.spec import Spec
+from mlspec.runtime.engines.online import Evaluator, GroupInput
+from mlspec.runtime.online.features import FeatureService, online_features
+from mlspec.runtime.online.materialize import materialize, source_tables
+from mlspec.runtime.online.store import SqliteStore
+from mlspec.runtime.online.verify import values_equal
+from mlspec.runtime.score import features_as_of
+from mlspec.runtime.warehouse import Warehouse
+
+from .conftest import compile_spec, tiny_with_request
+
+AS_OF = [
+    dt.datetime(2025, 8, 1),  # the first label time: 90 days of history
+    dt.datetime(2026, 2, 14, 13, 45, 7, 250_000),
+    dt.datetime(2026, 10, 31, 23, 59, 59),  # the last day of data
+    dt.datetime(2026, 12, 31),  # after the data: windows emptying out
+]
+
+
+@pytest.fixture(scope="module")
+def churn_online(churn_built: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Spec, SqliteStore]]:
+    spec = compile_spec(churn_built / "churn.mlspec")
+    store = SqliteStore(tmp_path_factory.mktemp("store") / "online.sqlite")
+    with Warehouse.open(churn_built, read_only=True) as wh:
+        materialize(wh, spec, store)
+    yield spec, store
+    store.close()
+
+
+@pytest.mark.parametrize("as_of", AS_OF, ids=lambda t: t.isoformat())
+def test_online_equals_batch_for_every_feature(churn_built: Path, churn_online: tuple[Spec, SqliteStore],
+                                               as_of: dt.datetime) -> None:
+    spec, store = churn_online
+    model = spec.model("churn_risk")
+    with Warehouse.open(churn_built) as wh:
+        frame = features_as_of(wh, spec, model, as_of, "duckdb", source_tables(wh, spec), prefix="t_online")
+    rows = {r["customer_id"]: r for r in frame.to_dicts()}
+    keys = random.Random(as_of.toordinal()).sample(sorted(rows), 60)
+    service = FeatureService(spec)
+    nonzero = 0
+    for key in keys:
+        result = service.features(model, store, key, as_of)
+        assert list(result.values) == list(model.features)
+        for q in model.features:
+            batch, online = rows[key][q], result.values[q]
+            assert values_equal(batch, online, spec.feature(q).dtype), (key, q, batch, online)
+        nonzero += bool(result.values["activity.orders_90d"])
+    if as_of <= dt.datetime(2026, 10, 31, 23, 59, 59):
+        assert nonzero > 10  # the comparison is not vacuous
+
+
+def test_unknown_entity_gets_the_empty_history_features(churn_online: tuple[Spec, SqliteStore]) -> None:
+    spec, store = churn_online
+    as_of = dt.datetime(2026, 6, 1)
+    result = online_features(spec, "churn_risk", store, 10**9, as_of)
+    assert result.known_entity is False
+    expected = {}
+    for g in ("activity", "profile"):
+        for name, value in Evaluator(spec, spec.group(g)).evaluate(GroupInput(as_of, [])).items():
+            expected[f"{g}.{name}"] = value
+    assert result.values == expected
+    assert result.values["activity.orders_30d"] == 0 and result.values["activity.spend_90d"] == 0.0
+    assert result.values["activity.avg_basket_90d"] is None  # 0 / 0: null, never an error
+    assert result.values["profile.plan"] is None and result.values["profile.monthly_fee"] == 0.0  # coalesce
+    known = online_features(spec, "churn_risk", store, 7, as_of)
+    assert known.known_entity is True and known.values["profile.plan"] is not None
+
+
+def test_a_string_key_from_a_request_finds_the_entity(churn_online: tuple[Spec, SqliteStore]) -> None:
+    spec, store = churn_online
+    as_of = dt.datetime(2026, 6, 1)
+    assert online_features(spec, "churn_risk", store, "7", as_of) == online_features(spec, "churn_risk", store, 7,
+                                                                                      as_of)
+
+
+def test_the_service_compiles_each_group_once(churn_online: tuple[Spec, SqliteStore]) -> None:
+    spec, store = churn_online
+    service = FeatureService(spec)
+    first = service.evaluator("activity")
+    service.features("churn_risk", store, 7, dt.date(2026, 6, 1))
+    assert service.evaluator("activity") is first
+    assert service.plan("churn_risk") is service.plan(spec.model("churn_risk"))
+
+
+def test_aware_as_of_is_read_in_utc(churn_online: tuple[Spec, SqliteStore]) -> None:
+    spec, store = churn_online
+    naive = dt.datetime(2026, 6, 1, 10, 0)
+    aware = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert online_features(spec, "churn_risk", store, 7, aware) == online_features(spec, "churn_risk", store, 7,
+                                                                                    naive)
+
+
+def test_request_groups_read_the_request_and_upstream_groups(tiny_project: Path, tmp_path: Path) -> None:
+    spec = compile_spec(tiny_with_request(tiny_project))
+    store = SqliteStore(tmp_path / "online.sqlite")
+    with Warehouse.open(tiny_project, read_only=True) as wh:
+        materialize(wh, spec, store)
+    as_of = dt.datetime(2026, 1, 31)
+    request = {"user_id": 2, "seen_at": dt.datetime(2026, 1, 31, 13, 5), "bad": None}
+    result = online_features(spec, "m", store, 2, as_of, request)
+    assert result.known_entity
+    assert result.values["ev.late"] is True
+    assert result.values["ev.n_plus"] == result.values["recent.n_7d"] + 1 > 1
+    assert result.values["tier.tier"] == "silver" and result.values["tier.big"] is False
+    without = online_features(spec, "m", store, 2, as_of)
+    assert without.values["ev.late"] is None and without.values["ev.n_plus"] == result.values["ev.n_plus"]
+    store.close()
+
+
+def test_a_source_read_by_two_entities_is_stored_per_key_column(tiny_project: Path, tmp_path: Path) -> None:
+    from mlspec.runtime.online.materialize import namespace
+
+    from .conftest import TINY_SPEC
+
+    path = tiny_project / "tiny.mlspec"
+    path.write_text(TINY_SPEC.replace("features tier {", """entity shop { key = kind }
+
+features by_kind {
+  entity = shop
+  from   = events
+  n_kind = count(event_id, last 7d)
+}
+
+features tier {"""))
+    spec = compile_spec(path)
+    assert namespace(spec, "events", "user_id") == "events#user_id"
+    assert namespace(spec, "users", "user_id") == "users"
+    store = SqliteStore(tmp_path / "online.sqlite")
+    with Warehouse.open(tiny_project, read_only=True) as wh:
+        materialize(wh, spec, store)
+    assert store.dump("events") == [] and store.dump("events#user_id")
+    result = online_features(spec, "m", store, 1, dt.datetime(2026, 1, 31))
+    assert result.known_entity and result.values["recent.n_7d"] > 0
+    store.close()
