@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mlspec.diagnostics import Diagnostic, MlspecError, render_json, render_text, summary
 from mlspec.plan.command import add_plan_parser
 from mlspec.runtime.errors import RunError
+from mlspec.ops.commands import add_parsers as add_ops_parsers
 from mlspec.runtime.online.commands import add_parsers as add_online_parsers
 
 if TYPE_CHECKING:
@@ -341,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_plan_parser(sub)
     add_online_parsers(sub)
+    add_ops_parsers(sub)
     return parser
 
 

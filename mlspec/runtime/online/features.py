@@ -36,6 +36,7 @@ class _Step:
     group: str
     evaluator: Evaluator
     namespace: str | None  # None: a request group (reads the request, not the store)
+    events: bool = False  # the group reads the model's event source, of which the request is one row
 
 
 class FeatureService:
@@ -61,10 +62,11 @@ class FeatureService:
         found = self._plans.get(m.name)
         if found is None:
             steps = []
+            event_source = self.spec.label(m.label).source
             for name in groups_for(self.spec, m):
                 g = self.spec.group(name)
                 ns = None if g.request else namespace(self.spec, g.source, self.spec.entity(g.entity).key)
-                steps.append(_Step(name, self.evaluator(name), ns))
+                steps.append(_Step(name, self.evaluator(name), ns, g.source == event_source))
             found = self._plans[m.name] = (tuple(steps), m.features)
         return found
 
@@ -83,12 +85,25 @@ class FeatureService:
                     rows[step.namespace] = store.rows_for(step.namespace, key)
                 history = rows[step.namespace]
                 known = known or bool(history)
+                if request is not None and step.events and "__seq" not in request:
+                    # In training each labelled event is a row of its own history (ts <= as_of);
+                    # a live request is that event, not yet in the store: count it the same way.
+                    history = [*history, self._event_row(step, key, when, request)]
             done[step.group] = step.evaluator.evaluate(GroupInput(when, history, request, done))
         values = {}
         for q in wanted:
             group, name = q.split(".", 1)
             values[q] = done[group][name]
         return OnlineResult(values, known)
+
+    def _event_row(self, step: _Step, key: object, when: dt.datetime, request: Mapping[str, Any]) -> dict[str, Any]:
+        source = self.spec.source(self.spec.group(step.group).source)
+        row: dict[str, Any] = {c.name: request.get(c.name) for c in source.columns}
+        row[self.spec.entity(self.spec.group(step.group).entity).key] = key
+        if source.timestamp:
+            row[source.timestamp] = when
+        row["__seq"] = 2**62  # after every stored row
+        return row
 
 
 def online_features(spec: Spec, model: Model | str, store: OnlineStore, key: object, as_of: dt.datetime | dt.date,
