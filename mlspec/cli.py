@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlspec.diagnostics import Diagnostic, MlspecError, render_json, render_text, summary
+from mlspec.ops.commands import add_parsers as add_ops_parsers
 from mlspec.plan.command import add_plan_parser
 from mlspec.runtime.errors import RunError
-from mlspec.ops.commands import add_parsers as add_ops_parsers
 from mlspec.runtime.online.commands import add_parsers as add_online_parsers
 
 if TYPE_CHECKING:
