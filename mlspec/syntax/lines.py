@@ -51,5 +51,7 @@ def _continues(prev: Token, before_prev: Token | None) -> bool:
         return True
     if not _is_keyword(prev) or str(prev) not in _CONTINUE_AFTER:
         return False
-    # `activity.*` ends with `*` but is a complete glob, not a multiplication
-    return not (str(prev) == "*" and before_prev is not None and str(before_prev) == ".")
+    if str(prev) == "*":  # `a *` multiplies and continues; `activity.*` and `= *` are complete globs
+        return before_prev is not None and (
+            not _is_keyword(before_prev) or str(before_prev) in (")", "]", "true", "false", "null", "end"))
+    return True
