@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlspec.backends.commands import add_parsers as add_compile_parsers
 from mlspec.diagnostics import Diagnostic, MlspecError, render_json, render_text, summary
 from mlspec.ops.commands import add_parsers as add_ops_parsers
 from mlspec.plan.command import add_plan_parser
@@ -343,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_parser(sub)
     add_online_parsers(sub)
     add_ops_parsers(sub)
+    add_compile_parsers(sub)
     return parser
 
 

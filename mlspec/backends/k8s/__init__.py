@@ -1,0 +1,275 @@
+"""Kubernetes target: manifests for the jobs, the online service and its alerts.
+
+batch serve -> CronJob (`mlspec run --until serve:NAME`); realtime serve -> Deployment (probes,
+resources, non-root, read-only root filesystem) + Service + HorizontalPodAutoscaler +
+PodDisruptionBudget; monitor -> CronJob (`mlspec monitor`) + PrometheusRule. The compiled spec
+sits in a ConfigMap, env() secrets come from one Secret through secretKeyRef, and jobs share a
+workspace PersistentVolumeClaim (warehouse, registry, data, outputs).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from mlspec.backends import BackendError
+from mlspec.backends.common import (
+    Context,
+    compiled_json,
+    cron,
+    dns_label,
+    header,
+    make_context,
+    option_int,
+    secret_envs,
+    yaml_documents,
+)
+from mlspec.backends.k8s.alerts import prometheus_rule
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from mlspec.ir.spec import Monitor, Serve, Spec
+
+WORKSPACE = "/workspace"  # the project directory inside every container (see the docker target)
+REGISTRY_MOUNT = "/var/lib/mlspec"
+PORT = 8080
+USER_ID = 10001
+CONFIGMAP_LIMIT = 900 * 1024  # of the API's 1 MiB per object, leaving room for metadata
+IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*", re.ASCII)
+QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?", re.ASCII)
+URL = re.compile(r"(file|https?)://[^\s\"'{}]*", re.ASCII)
+
+
+def default_image(ctx: Context) -> str:
+    """The image the docker target builds for this spec: its tag changes whenever the spec does."""
+    return f"mlspec-{dns_label(ctx.project)}:{ctx.fingerprint[:12]}"
+
+
+class KubernetesBackend:
+    name = "k8s"
+    description = "Kubernetes manifests: CronJobs, Deployment + Service + HPA + PDB, PrometheusRule, ConfigMap"
+    options: Mapping[str, str] = {
+        "image": "",  # default: mlspec-<project>:<fingerprint[:12]> (the docker target's tag)
+        "namespace": "",
+        "secret_name": "",  # default: mlspec-<project>-secrets
+        "workspace_claim": "",  # default: mlspec-<project>-workspace
+        "workspace_size": "10Gi",
+        "registry_url": "",  # default: the workspace claim's registry, mounted read-only
+        "monitor_schedule": "0 * * * *",
+        "cpu_request": "500m", "cpu_limit": "2", "memory_request": "1Gi", "memory_limit": "2Gi",
+        "target_cpu_percent": "70",
+        "job_timeout_seconds": "7200",
+        "runbook_url": "RUNBOOK.md",
+    }
+
+    def generate(self, spec: Spec, dag: nx.DiGraph, spec_path: str, options: Mapping[str, str]) -> dict[str, str]:
+        ctx = make_context(spec, dag, spec_path)
+        k = _Manifests(ctx, options)
+        files: dict[str, list[dict[str, Any]]] = {"configmap.yaml": [k.configmap()], "workspace.yaml": [k.workspace()]}
+        for serve in spec.serves:
+            if serve.mode == "batch":
+                files[f"score-{serve.name}.yaml"] = [k.score_cronjob(serve)]
+            elif serve.mode == "realtime":
+                files[f"serve-{serve.name}.yaml"] = k.realtime(serve)
+        for mon in spec.monitors:
+            files[f"monitor-{mon.name}.yaml"] = [k.monitor_cronjob(mon), k.rule(mon)]
+        files["kustomization.yaml"] = [{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                                        "resources": sorted(files)}]
+        top = header(ctx, self.name)
+        return {name: top + (_usage(k) if name == "kustomization.yaml" else "") + yaml_documents(docs)
+                for name, docs in sorted(files.items())}
+
+
+def _usage(k: _Manifests) -> str:
+    envs = " ".join(f"--from-literal={e}=..." for e in secret_envs(k.ctx.spec))
+    lines = ["Apply with `kubectl apply -k <this directory>` after building the image (docker target).",
+             "Jobs share the workspace claim and the realtime pods read the model registry from it at start:",
+             "give it a ReadWriteMany storage class, or set the registry_url option to a registry archive."]
+    if envs:
+        lines.append(f"Secrets (values never appear here): kubectl create secret generic {k.secret} {envs}")
+    return "".join(f"# {line}\n" for line in lines)
+
+
+class _Manifests:
+    def __init__(self, ctx: Context, options: Mapping[str, str]) -> None:
+        self.ctx, self.o = ctx, options
+        project = ctx.project
+        self.image = options["image"] or default_image(ctx)
+        if not IMAGE.fullmatch(self.image):
+            raise BackendError(f"option image={self.image!r} is not an image reference")
+        self.namespace = options["namespace"]
+        if self.namespace and dns_label(self.namespace) != self.namespace:
+            raise BackendError(f"option namespace={self.namespace!r} is not a DNS label")
+        self.secret = options["secret_name"] or dns_label("mlspec", project, "secrets")
+        self.claim = options["workspace_claim"] or dns_label("mlspec", project, "workspace")
+        for key, value in (("secret_name", self.secret), ("workspace_claim", self.claim)):
+            if dns_label(value) != value:
+                raise BackendError(f"option {key}={value!r} is not a DNS label")
+        for key in ("cpu_request", "cpu_limit", "memory_request", "memory_limit", "workspace_size"):
+            if not QUANTITY.fullmatch(options[key]):
+                raise BackendError(f"option {key}={options[key]!r} is not a Kubernetes quantity")
+        self.registry_url = options["registry_url"] or f"file://{REGISTRY_MOUNT}/.mlspec/registry"
+        if not URL.fullmatch(self.registry_url):
+            raise BackendError(f"option registry_url={self.registry_url!r} is not a file:// or http(s):// URL")
+        self.schedule = cron(options["monitor_schedule"])
+        self.timeout = option_int(options, "job_timeout_seconds")
+        self.cpu_percent = option_int(options, "target_cpu_percent")
+        self.configmap_name = dns_label("mlspec", project, "spec")
+
+    # ---- shared pieces ---------------------------------------------------------------------
+    def meta(self, name: str, component: str, extra: Mapping[str, str] | None = None) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": name}
+        if self.namespace:
+            meta["namespace"] = self.namespace
+        meta["labels"] = {**self.labels(component), **(extra or {})}
+        meta["annotations"] = {"mlspec.dev/spec-fingerprint": self.ctx.fingerprint}
+        return meta
+
+    def labels(self, component: str) -> dict[str, str]:
+        return {"app.kubernetes.io/name": "mlspec", "app.kubernetes.io/part-of": dns_label(self.ctx.project),
+                "app.kubernetes.io/component": component, "app.kubernetes.io/managed-by": "mlspec"}
+
+    def env(self, secrets: bool) -> list[dict[str, Any]]:
+        env: list[dict[str, Any]] = [{"name": "MLSPEC_WORKSPACE", "value": WORKSPACE},
+                                     {"name": "MLSPEC_SPEC_FINGERPRINT", "value": self.ctx.fingerprint}]
+        if secrets:
+            env += [{"name": e, "valueFrom": {"secretKeyRef": {"name": self.secret, "key": e}}}
+                    for e in secret_envs(self.ctx.spec)]
+        return env
+
+    def container(self, args: list[str], *, secrets: bool, extra_mounts: list[dict[str, Any]] | None = None,
+                  env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return {
+            "name": "mlspec",
+            "image": self.image,
+            "imagePullPolicy": "IfNotPresent",
+            "args": args,
+            "env": self.env(secrets) + (env or []),
+            "resources": {"requests": {"cpu": self.o["cpu_request"], "memory": self.o["memory_request"]},
+                          "limits": {"cpu": self.o["cpu_limit"], "memory": self.o["memory_limit"]}},
+            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": [{"name": "workspace", "mountPath": WORKSPACE}, {"name": "tmp", "mountPath": "/tmp"},
+                             {"name": "spec", "mountPath": "/etc/mlspec", "readOnly": True},
+                             *(extra_mounts or [])],
+        }
+
+    def pod(self, container: dict[str, Any], workspace: dict[str, Any], restart: str,
+            extra_volumes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return {
+            "restartPolicy": restart,
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID,
+                                "fsGroup": USER_ID, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [container],
+            "volumes": [{"name": "workspace", **workspace}, {"name": "tmp", "emptyDir": {}},
+                        {"name": "spec", "configMap": {"name": self.configmap_name}}, *(extra_volumes or [])],
+        }
+
+    def cronjob(self, name: str, component: str, schedule: str, args: list[str], *, retries: int,
+                extra: Mapping[str, str]) -> dict[str, Any]:
+        labels = {**self.labels(component), **extra}
+        pod = self.pod(self.container(args, secrets=True), {"persistentVolumeClaim": {"claimName": self.claim}},
+                       "Never")
+        return {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": self.meta(name, component, extra),
+            "spec": {
+                "schedule": schedule,
+                "timeZone": "Etc/UTC",
+                "concurrencyPolicy": "Forbid",
+                "startingDeadlineSeconds": 3600,
+                "successfulJobsHistoryLimit": 3,
+                "failedJobsHistoryLimit": 3,
+                "jobTemplate": {"metadata": {"labels": labels}, "spec": {
+                    "backoffLimit": retries,
+                    "activeDeadlineSeconds": self.timeout,
+                    "ttlSecondsAfterFinished": 86400,
+                    "template": {"metadata": {"labels": labels}, "spec": pod},
+                }},
+            },
+        }
+
+    # ---- resources -------------------------------------------------------------------------
+    def configmap(self) -> dict[str, Any]:
+        text = compiled_json(self.ctx.spec)
+        if len(text.encode()) > CONFIGMAP_LIMIT:
+            raise BackendError(f"the compiled spec is {len(text.encode()) // 1024} KiB: more than a ConfigMap holds "
+                               f"({CONFIGMAP_LIMIT // 1024} KiB of its 1 MiB)")
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": self.meta(self.configmap_name, "spec"),
+                "data": {"compiled.json": text + "\n", "fingerprint": self.ctx.fingerprint,
+                         "spec": self.ctx.spec_arg}}
+
+    def workspace(self) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": self.meta(self.claim, "workspace"),
+                "spec": {"accessModes": ["ReadWriteOnce"],
+                         "resources": {"requests": {"storage": self.o["workspace_size"]}}}}
+
+    def score_cronjob(self, serve: Serve) -> dict[str, Any]:
+        assert serve.schedule is not None
+        args = ["mlspec", "run", "--until", f"serve:{serve.name}", self.ctx.spec_arg]
+        return self.cronjob(dns_label(self.ctx.project, "score", serve.name, limit=52), "score", cron(serve.schedule),
+                            args, retries=2, extra={"mlspec.dev/serve": dns_label(serve.name)})
+
+    def monitor_cronjob(self, mon: Monitor) -> dict[str, Any]:
+        # exit 1 means an alert fired: the alert is sent by the job itself, so it is not retried
+        return self.cronjob(dns_label(self.ctx.project, "monitor", mon.name, limit=52), "monitor", self.schedule,
+                            ["mlspec", "monitor", self.ctx.spec_arg], retries=0,
+                            extra={"mlspec.dev/monitor": dns_label(mon.name)})
+
+    def rule(self, mon: Monitor) -> dict[str, Any]:
+        doc = prometheus_rule(self.ctx, mon, self.labels("alerts"), self.o["runbook_url"])
+        if self.namespace:
+            doc["metadata"] = {"name": doc["metadata"]["name"], "namespace": self.namespace,
+                               "labels": doc["metadata"]["labels"]}
+        return doc
+
+    def realtime(self, serve: Serve) -> list[dict[str, Any]]:
+        name = dns_label(self.ctx.project, serve.name)
+        extra = {"mlspec.dev/serve": dns_label(serve.name)}
+        selector = {"app.kubernetes.io/part-of": dns_label(self.ctx.project), "mlspec.dev/serve": dns_label(serve.name)}
+        low, high = serve.replicas or (1, 1)
+        local_registry = self.registry_url.startswith(f"file://{REGISTRY_MOUNT}/")
+        mounts = [{"name": "registry", "mountPath": REGISTRY_MOUNT, "readOnly": True}] if local_registry else []
+        volumes = ([{"name": "registry", "persistentVolumeClaim": {"claimName": self.claim, "readOnly": True}}]
+                   if local_registry else [])
+        container = self.container(["mlspec", "serve", self.ctx.spec_arg, "--host", "0.0.0.0", "--port", str(PORT)],
+                                   secrets=True, extra_mounts=mounts,
+                                   env=[{"name": "MLSPEC_REGISTRY_URL", "value": self.registry_url}])
+        container["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
+        container["startupProbe"] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 2,
+                                     "failureThreshold": 60}
+        container["readinessProbe"] = {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 5,
+                                       "timeoutSeconds": 2, "failureThreshold": 3}
+        container["livenessProbe"] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10,
+                                      "timeoutSeconds": 2, "failureThreshold": 3}
+        template_meta = {"labels": {**self.labels("serve"), **extra},
+                         "annotations": {"mlspec.dev/spec-fingerprint": self.ctx.fingerprint,
+                                         "prometheus.io/scrape": "true", "prometheus.io/port": str(PORT),
+                                         "prometheus.io/path": "/metrics"}}
+        pod = self.pod(container, {"emptyDir": {}}, "Always", volumes)
+        pod["terminationGracePeriodSeconds"] = 30
+        deployment = {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": self.meta(name, "serve", extra),
+            "spec": {"replicas": low, "revisionHistoryLimit": 5, "selector": {"matchLabels": selector},
+                     "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                     "template": {"metadata": template_meta, "spec": pod}},
+        }
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": self.meta(name, "serve", extra),
+                   "spec": {"type": "ClusterIP", "selector": selector,
+                            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}
+        hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+               "metadata": self.meta(name, "serve", extra),
+               "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                        "minReplicas": low, "maxReplicas": high,
+                        "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                            "type": "Utilization", "averageUtilization": self.cpu_percent}}}]}}
+        pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": self.meta(name, "serve", extra),
+               "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}}}
+        return [deployment, service, hpa, pdb]
+
+
+BACKEND = KubernetesBackend()

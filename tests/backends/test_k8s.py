@@ -1,0 +1,158 @@
+"""Kubernetes manifests: every one valid against the pinned schemas in strict mode (unknown fields are
+errors), the PrometheusRule against the operator's structure, and the properties the spec asks for."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from mlspec.backends import BackendError, generate
+from mlspec.backends.common import compiled_json
+from tests.backends.support import SPECS, example, golden_files
+
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+jsonschema = pytest.importorskip("jsonschema")
+
+K8S_VERSION = "1.33.0"  # the Kubernetes release whose schemas the manifests must satisfy
+OWN_KINDS = {"PrometheusRule", "Kustomization"}  # CRD / kustomize: no upstream schema, checked below
+
+# The parts of monitoring.coreos.com/v1 PrometheusRule the operator reads, closed to unknown fields.
+RULE_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PrometheusRule"},
+        "metadata": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+            "name": {"type": "string", "pattern": "^[a-z]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
+            "namespace": {"type": "string"},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}}}},
+        "spec": {"type": "object", "required": ["groups"], "additionalProperties": False, "properties": {
+            "groups": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["name", "rules"], "additionalProperties": False, "properties": {
+                    "name": {"type": "string", "minLength": 1}, "interval": {"type": "string"},
+                    "rules": {"type": "array", "items": {
+                        "type": "object", "required": ["alert", "expr"], "additionalProperties": False,
+                        "properties": {
+                            "alert": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                            "expr": {"type": "string", "minLength": 1},
+                            "for": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h|d|w|y)$"},
+                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "annotations": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}}}},
+    },
+}
+
+
+def documents(name: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(path, doc) for path, text in golden_files(name, "k8s").items() for doc in yaml.safe_load_all(text)]
+
+
+def by_kind(name: str, kind: str) -> list[dict[str, Any]]:
+    return [d for _, d in documents(name) if d["kind"] == kind]
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_every_manifest_validates_strictly(name: str) -> None:
+    docs = documents(name)
+    kinds = {d["kind"] for _, d in docs}
+    assert {"ConfigMap", "PersistentVolumeClaim", "CronJob", "PrometheusRule", "Kustomization"} <= kinds
+    for _path, doc in docs:
+        if doc["kind"] in OWN_KINDS:
+            continue
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)  # raises on any error or unknown field
+    for rule in by_kind(name, "PrometheusRule"):
+        jsonschema.validate(rule, RULE_SCHEMA)
+    (kustomization,) = by_kind(name, "Kustomization")
+    assert sorted(kustomization["resources"]) == sorted(p for p in golden_files(name, "k8s") if p != "kustomization.yaml")
+
+
+def test_strict_validation_rejects_an_unknown_field() -> None:
+    (deployment,) = by_kind("churn", "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = []
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_realtime_serve_becomes_a_hardened_autoscaled_deployment() -> None:
+    spec, _ = example("fraud")
+    serve = next(s for s in spec.serves if s.mode == "realtime")
+    (deployment,) = by_kind("fraud", "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/ready" and c["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert set(c["resources"]) == {"requests", "limits"}
+    assert pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/workspace"]], "writable state lives in an emptyDir"
+    assert c["args"][:3] == ["mlspec", "serve", "fraud.mlspec"] and c["args"][-4:] == ["--host", "0.0.0.0",
+                                                                                     "--port", "8080"]
+    (hpa,) = by_kind("fraud", "HorizontalPodAutoscaler")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == serve.replicas == (3, 20)
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    (service,) = by_kind("fraud", "Service")
+    (pdb,) = by_kind("fraud", "PodDisruptionBudget")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    for selector in (service["spec"]["selector"], pdb["spec"]["selector"]["matchLabels"],
+                     deployment["spec"]["selector"]["matchLabels"]):
+        assert selector.items() <= labels.items()
+
+
+def test_secrets_are_secret_key_refs_and_values_never_appear() -> None:
+    for _, doc in documents("fraud"):
+        if doc["kind"] not in ("CronJob", "Deployment"):
+            continue
+        pod = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"] if doc["kind"] == "CronJob" else \
+            doc["spec"]["template"]["spec"]
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        for name in ("FRAUD_ONCALL_WEBHOOK_URL", "SRE_WEBHOOK_URL"):
+            assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "mlspec-fraud-secrets", "key": name}
+            assert "value" not in env[name]
+
+
+def test_batch_serve_and_monitor_cronjobs() -> None:
+    jobs = {d["metadata"]["name"]: d for d in by_kind("churn", "CronJob")}
+    score, monitor = jobs["churn-score-churn-risk"], jobs["churn-monitor-churn-risk"]
+    assert score["spec"]["schedule"] == "0 2 * * *"
+    container = score["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["mlspec", "run", "--until", "serve:churn_risk", "churn.mlspec"]
+    container = monitor["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["mlspec", "monitor", "churn.mlspec"]
+    assert monitor["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
+
+
+def test_configmap_holds_the_compiled_spec() -> None:
+    spec, _ = example("churn")
+    (cm,) = by_kind("churn", "ConfigMap")
+    assert json.loads(cm["data"]["compiled.json"]) == json.loads(compiled_json(spec))
+    assert cm["data"]["fingerprint"] == cm["metadata"]["annotations"]["mlspec.dev/spec-fingerprint"]
+
+
+def test_prometheus_rules_follow_the_monitor_thresholds() -> None:
+    (doc,) = by_kind("churn", "PrometheusRule")
+    rules = {r["alert"]: r for g in doc["spec"]["groups"] for r in g["rules"]}
+    latency = rules["MlspecChurnChurnRiskLatencyP99"]["expr"]
+    assert latency == ('histogram_quantile(0.99, sum by (le, serve) (rate(mlspec_request_duration_seconds_bucket'
+                       '{serve=~"churn_api"}[5m]))) > 0.05')
+    errors = rules["MlspecChurnChurnRiskErrorRate"]["expr"]
+    assert 'mlspec_requests_total{serve=~"churn_api",status=~"5.."}[1h]' in errors and errors.endswith("> 0.01")
+    psi = rules["MlspecChurnChurnRiskPsi"]["expr"]
+    assert psi.startswith('mlspec_monitor_value{project="churn",monitor="churn_risk",metric="psi",subject=~"activity')
+    assert psi.endswith("> 0.25") and "activity\\\\.orders_30d" in psi
+    auc = rules["MlspecChurnChurnRiskAuc"]
+    assert auc["expr"].endswith("< 0.65") and auc["labels"]["mlspec_retrain"] == "true"
+    assert all(r["annotations"]["runbook_url"].startswith("RUNBOOK.md#monitor-rule-churn_risk-") for r in rules.values())
+
+
+def test_options_are_validated() -> None:
+    spec, dag = example("churn")
+    for options in ({"image": "bad image"}, {"namespace": "Not_A_Label"}, {"cpu_limit": "lots"},
+                    {"monitor_schedule": "every hour"}, {"registry_url": "ftp://x"}):
+        with pytest.raises(BackendError):
+            generate("k8s", spec, dag, "specs/churn.mlspec", options)
+    files = generate("k8s", spec, dag, "specs/churn.mlspec", {"namespace": "ml", "image": "registry.example/churn:1"})
+    docs = [d for t in files.values() for d in yaml.safe_load_all(t) if d["kind"] != "Kustomization"]
+    assert all(d["metadata"]["namespace"] == "ml" for d in docs)

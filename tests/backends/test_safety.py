@@ -1,0 +1,160 @@
+"""A spec full of hostile strings (quotes, escaped newlines, {{ }}, $(...), YAML anchors and tags,
+unicode) compiles for every target to files that parse and carry those strings only as data."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import re
+import shlex
+import tokenize
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlspec.backends import BackendError, generate
+from mlspec.backends.common import dns_label, ident, path
+from mlspec.backends.k8s.alerts import go_template_literal, promql_regex_alternatives, promql_string
+from mlspec.compiler import compile_paths
+from tests.backends.support import CASES, TARGETS, golden_files
+
+HOSTILE = CASES / "hostile.mlspec"
+MARKERS = ("$(touch", "$(id)", "$(reboot)", "{{ config }}", "{{ 7*7 }}", "{{ 7 * 7 }}", "DROP TABLE", "os.system",
+           "!!python", "&anchor", "{% raw %}", "lookup(", "\u202e", "'''")
+
+
+@pytest.fixture(scope="module")
+def hostile() -> dict[str, dict[str, str]]:
+    spec, dag = compile_paths([HOSTILE]).checked
+    assert "$(touch /tmp/pwned)" in (spec.project.description or "")
+    return {t: generate(t, spec, dag, "cases/hostile.mlspec", {"out_dir": "out/docker"} if t == "docker" else {})
+            for t in TARGETS}
+
+
+def _plain(value: Any) -> None:
+    """Only the types YAML's safe schema makes: no tag turned into an object."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _plain(k)
+            _plain(v)
+    elif isinstance(value, list):
+        for v in value:
+            _plain(v)
+    else:
+        assert value is None or isinstance(value, str | int | float | bool), type(value)
+
+
+def _names(tree: ast.AST) -> set[str]:
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            out.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            out.add(node.attr)
+        elif isinstance(node, ast.alias):
+            out.add(node.name)
+        elif isinstance(node, ast.FunctionDef | ast.arg | ast.keyword):
+            out.add(getattr(node, "name", None) or getattr(node, "arg", None) or "")
+    return out
+
+
+@pytest.mark.parametrize("operator", ["bash", "kubernetes"])
+def test_hostile_python_is_only_data(hostile: dict[str, dict[str, str]], operator: str) -> None:
+    benign = {n: ast.parse(t) for n, t in golden_files("churn", "airflow", {"operator": operator}).items()}
+    allowed = set().union(*(_names(t) for t in benign.values()))
+    spec, dag = compile_paths([HOSTILE]).checked
+    airflow = generate("airflow", spec, dag, "cases/hostile.mlspec", {"operator": operator})
+    modules = {**airflow, "fetch_model.py": hostile["docker"]["fetch_model.py"]}
+    for name, text in modules.items():
+        tree = ast.parse(text, name)
+        if name != "fetch_model.py":
+            assert _names(tree) <= allowed, f"{name}: code shape changed with the spec's strings"
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.COMMENT:
+                assert not any(m in tok.string for m in MARKERS), tok.string
+        for node in ast.walk(tree):  # Jinja-templated fields only ever see the Variable pattern
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and "{{" in node.value:
+                assert node.value == "{{ var.value.", node.value
+    assert repr("x\"; import os; os.system('id') #") in airflow["hostile_pipeline.py"]
+
+
+def test_hostile_yaml_loads_as_plain_data(hostile: dict[str, dict[str, str]]) -> None:
+    spec, _ = compile_paths([HOSTILE]).checked
+    for target in ("k8s", "dvc"):
+        for name, text in hostile[target].items():
+            docs = list(yaml.safe_load_all(text))
+            assert docs, name
+            for doc in docs:
+                _plain(doc)
+    (cm,) = list(yaml.safe_load_all(hostile["k8s"]["configmap.yaml"]))
+    compiled = json.loads(cm["data"]["compiled.json"])
+    assert compiled["project"]["description"] == spec.project.description
+    assert compiled["sources"][0]["path"] == spec.sources[0].path
+    stages = yaml.safe_load(hostile["dvc"]["dvc.yaml"])["stages"]
+    assert spec.source("orders").path in stages["extract_orders"]["deps"]
+    assert "scores/$(id)'\"{{x}}\n.parquet" in stages["score_churn_risk"]["outs"]
+    for stage in stages.values():
+        words = shlex.split(stage["cmd"])
+        assert words[4:7] == ["mlspec", "run", "--node"] and not any(m in stage["cmd"] for m in MARKERS)
+
+
+def test_hostile_strings_never_reach_commands_or_dockerfiles(hostile: dict[str, dict[str, str]]) -> None:
+    for name, text in hostile["docker"].items():
+        if name != "fetch_model.py":
+            assert not any(m in text for m in MARKERS), name
+    for text in hostile["k8s"].values():
+        for doc in yaml.safe_load_all(text):
+            for container in _containers(doc):
+                assert not any(m in " ".join(container.get("args", [])) for m in MARKERS)
+    churn_entry = golden_files("churn", "docker")["entrypoint.sh"].split("overwritten.\n", 1)[1]
+    assert hostile["docker"]["entrypoint.sh"].split("overwritten.\n", 1)[1] == churn_entry
+
+
+def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = doc.get("spec", {})
+    template = spec.get("jobTemplate", {}).get("spec", {}).get("template") or spec.get("template") or {}
+    return list(template.get("spec", {}).get("containers", []))
+
+
+def test_prometheus_text_is_escaped() -> None:
+    assert go_template_literal("a {{ x }} b") == 'a {{ "{{" }} x {{ "}}" }} b'
+    assert go_template_literal("}}{{") == '{{ "}}" }}{{ "{{" }}'
+    assert promql_string('a"b\\c\nd') == '"a\\"b\\\\c\\nd"'
+    assert promql_regex_alternatives(["a.b", "c|d"]) == '"a\\\\.b|c\\\\|d"'
+
+
+def test_names_and_paths_are_validated(tmp_path: Path) -> None:
+    for bad in ("a-b", "1a", "a b", "ä", "a\n"):
+        with pytest.raises(BackendError):
+            ident(bad, "name")
+    for bad in ("/etc/passwd", "../x", "a b", "a;b", "{{x}}", "$(id)", "a\nb"):
+        with pytest.raises(BackendError):
+            path(bad, "path")
+    assert path("specs/churn.mlspec", "path") == "specs/churn.mlspec"
+    assert dns_label("churn", "churn_api") == "churn-churn-api"
+    assert dns_label("Churn", "API") != dns_label("churn", "api")  # case folds only with a hash suffix
+    assert len(dns_label("x" * 80, limit=52)) <= 52
+    text = HOSTILE.read_text(encoding="utf-8").replace('env("ONCALL_WEBHOOK_URL")', 'env("$(id)")')
+    (tmp_path / "bad_env.mlspec").write_text(text, encoding="utf-8")
+    spec, dag = compile_paths([tmp_path / "bad_env.mlspec"]).checked
+    for target in TARGETS:
+        with pytest.raises(BackendError, match="does not name an environment variable"):
+            generate(target, spec, dag, "bad_env.mlspec")
+    (tmp_path / "my spec.mlspec").write_text(HOSTILE.read_text(encoding="utf-8"), encoding="utf-8")
+    spec, dag = compile_paths([tmp_path / "my spec.mlspec"]).checked
+    with pytest.raises(BackendError, match="relative path"):
+        generate("k8s", spec, dag, "my spec.mlspec")
+    assert re.fullmatch(r"[a-z0-9-]+", dns_label("a_b", "c"))
+
+
+def test_libyaml_and_pure_python_emitters_write_the_same_bytes(hostile: dict[str, dict[str, str]]) -> None:
+    if not yaml.__with_libyaml__:
+        pytest.skip("PyYAML without libyaml: only the pure-Python emitter is used")
+    from mlspec.backends.common import yaml_dump
+
+    for text in [*hostile["k8s"].values(), *hostile["dvc"].values(), *golden_files("fraud", "k8s").values()]:
+        for doc in yaml.safe_load_all(text):
+            assert yaml_dump(doc) == yaml_dump(doc, pure=True)
