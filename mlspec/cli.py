@@ -17,7 +17,9 @@ from mlspec.diagnostics import Diagnostic, MlspecError, render_json, render_text
 from mlspec.ops.commands import add_parsers as add_ops_parsers
 from mlspec.plan.command import add_plan_parser
 from mlspec.runtime.errors import RunError
+from mlspec.runtime.monitoring.commands import add_parsers as add_monitoring_parsers
 from mlspec.runtime.online.commands import add_parsers as add_online_parsers
+from mlspec.runtime.serving.commands import add_parsers as add_serving_parsers
 
 if TYPE_CHECKING:
     from mlspec.compiler import Compiled
@@ -345,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_online_parsers(sub)
     add_ops_parsers(sub)
     add_compile_parsers(sub)
+    add_serving_parsers(sub)
+    add_monitoring_parsers(sub)
     return parser
 
 
