@@ -54,10 +54,17 @@ class Delivery:
                 "rule": self.rule, "error": self.error}
 
 
-def runbook_link(root: Path, monitor: str) -> str:
-    """`$MLSPEC_RUNBOOK_URL#monitor-NAME`, else the project's RUNBOOK.md (`mlspec runbook -o RUNBOOK.md`)."""
+def runbook_link(root: Path, monitor: str, rule: str | None = None) -> str:
+    """The rule's section of the generated runbook (`mlspec runbook -o RUNBOOK.md`).
+
+    Base: `$MLSPEC_RUNBOOK_URL` (where the team publishes it), else the project's RUNBOOK.md; the
+    anchor is the runbook's own (`monitor_rule_anchor`, or the monitor's section without a rule).
+    """
+    from mlspec.ops.runbook import monitor_rule_anchor, runbook_anchor
+
     base = os.environ.get(RUNBOOK_ENV) or (root / "RUNBOOK.md").resolve().as_uri()
-    return f"{base}#monitor-{monitor}"
+    anchor = monitor_rule_anchor(monitor, rule) if rule else runbook_anchor("monitor", monitor)
+    return f"{base}#{anchor}"
 
 
 def _worst(ms: Sequence[Measurement]) -> Measurement:
@@ -94,7 +101,7 @@ def alert_payloads(run: MonitorRun) -> list[tuple[str, dict[str, Any]]]:
             "window": {"start": _iso(lead.window_start), "end": _iso(lead.window_end)},
             "subjects": [{"subject": m.subject, "value": m.value} for m in ms],
             "time": _iso(run.evaluated_at), "run_id": run.run_id, "retrain": retrain,
-            "runbook": runbook_link(run.root, monitor), "summary": summary,
+            "runbook": runbook_link(run.root, monitor, rule), "summary": summary,
         }
         out.extend((t, {**payload, "alert": t}) for t in targets)
     return out

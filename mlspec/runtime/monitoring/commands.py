@@ -151,20 +151,20 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0 if run.ok else 1
 
 
-def format_duration(ms: float) -> str:
-    """Milliseconds as the largest whole-ish unit: 50ms, 1.5s, 26h, 3.2d."""
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if abs(ms) >= size:
-            return f"{ms / size:.3g}{unit}"
-    return f"{ms:.3g}ms"
-
-
 def _value(v: float | None, unit: str) -> str:
+    from mlspec.runtime.monitoring.store import format_duration
+
     if v is None:
         return "—"
     if unit == "ms":
         return format_duration(v)
     return f"{v:.4f}" if abs(v) < 10 else f"{v:.4g}"
+
+
+def _threshold(v: float | None, unit: str) -> str:
+    from mlspec.runtime.monitoring.store import format_duration
+
+    return "—" if v is None else format_duration(v) if unit == "ms" else f"{v:g}"
 
 
 _STYLE = {"alert": "bold red", "warn": "yellow", "ok": "green", "no_data": "dim"}
@@ -187,7 +187,7 @@ def print_run(run: MonitorRun, console: Console, *, show_all: bool = False) -> N
                          overflow="fold")
     shown = [m for m in run.measurements if show_all or m.rule is not None or m.status in ("warn", "alert")]
     for m in shown:
-        threshold = f"{m.op} {_value(m.threshold, m.unit)}" if m.op else ""
+        threshold = f"{m.op} {_threshold(m.threshold, m.unit)}" if m.op else ""
         cells = [m.rule or f"[dim]{m.metric}[/]", m.subject, _value(m.value, m.unit), threshold,
                  f"[{_STYLE.get(m.status, '')}]{m.status}[/]", "" if m.n is None else f"{m.n:,}"]
         table.add_row(*([m.monitor] if several else []), *cells)

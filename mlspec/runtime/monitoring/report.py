@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlspec.runtime.monitoring.drift import DriftResult
-from mlspec.runtime.monitoring.store import ALERTS, RETRAINS, history
+from mlspec.runtime.monitoring.store import ALERTS, RETRAINS, format_duration, history
 from mlspec.runtime.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ def _num(v: float | None, unit: str = "") -> str:
     if v is None or not math.isfinite(v):
         return "—"
     if unit == "ms":
-        from mlspec.runtime.monitoring.commands import format_duration
-
         return format_duration(v)
     return f"{v:.4f}" if abs(v) < 10 else f"{v:,.4g}"
 

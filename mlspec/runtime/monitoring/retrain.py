@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlspec.runtime.engines.sql import AS_OF, ident
-from mlspec.runtime.monitoring.store import RETRAINS, ensure_tables, utc_now
+from mlspec.runtime.monitoring.store import RETRAINS, ensure_tables, format_duration, utc_now
 from mlspec.runtime.registry import Registry, RegistryError
 from mlspec.runtime.warehouse import STATE_DIR, Warehouse, table_for
 
@@ -107,13 +107,6 @@ def _last_attempt(wh: Warehouse, model: str) -> dt.datetime | None:
     return value if isinstance(value, dt.datetime) else None
 
 
-def _fmt_ms(ms: float) -> str:
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms >= size:
-            return f"{ms / size:.3g}{unit}"
-    return f"{ms:.0f}ms"
-
-
 def retrain(compiled: Compiled, model_name: str | None = None, *, trigger: str = "manual", force: bool = False,
             min_new_labels: int | None = None, min_interval_ms: int | None = None, engine: str = "duckdb",
             clock: Callable[[], dt.datetime] = utc_now) -> RetrainOutcome:
@@ -143,8 +136,9 @@ def retrain(compiled: Compiled, model_name: str | None = None, *, trigger: str =
         ensure_tables(wh)
         last = _last_attempt(wh, model.name)
     if last is not None and not force and (started - last) < dt.timedelta(milliseconds=interval):
-        return done("skipped", f"guardrail: the last retrain started {_fmt_ms((started - last).total_seconds() * 1000)}"
-                               f" ago; at most one per {_fmt_ms(interval)} (use --force to retrain anyway)")
+        ago = format_duration(round((started - last).total_seconds()) * 1000)
+        return done("skipped", f"guardrail: the last retrain started {ago} ago; at most one per "
+                               f"{format_duration(interval)} (use --force to retrain anyway)")
 
     labels = run_pipeline(compiled, engine=engine, until=f"label:{model.label}")
     if not labels.ok:
@@ -217,5 +211,5 @@ def actions_due(compiled: Compiled, run: MonitorRun, *,
             times.append(last)
         age = now - max(times) if times else None
         if age is None or age >= dt.timedelta(milliseconds=monitor.retrain_every_ms):
-            due[monitor.model] = f"schedule `retrain every {_fmt_ms(monitor.retrain_every_ms)}`"
+            due[monitor.model] = f"schedule `retrain every {format_duration(monitor.retrain_every_ms)}`"
     return list(due.items())

@@ -46,6 +46,18 @@ def ensure_tables(wh: Warehouse) -> None:
         wh.conn.execute(ddl)
 
 
+def format_duration(ms: float) -> str:
+    """Milliseconds as a spec would write them (26h, 50ms), else in the largest unit: 1.5s, 26.1d."""
+    units = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
+    for i, (unit, size) in enumerate(units):
+        if abs(ms) >= size or unit == "ms":
+            for u, sz in units[i:i + 2]:  # whole in this unit, or under 100 of the next smaller one
+                if ms % sz == 0 and (u == unit or abs(ms) / sz < 100):
+                    return f"{int(ms // sz)}{u}"
+            return f"{ms / size:.3g}{unit}"
+    return f"{ms:.3g}ms"
+
+
 def utc_now() -> dt.datetime:
     """Wall-clock now as a naive UTC timestamp (the warehouse convention)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)

@@ -7,19 +7,16 @@
   undrifted world) after one real `mlspec run`, whose champion A trained on labels up to 2026-08-01.
 Tests copy `stage1` (`world.copy(...)`) and, to make "fresh, drifted data arrive", drop the full
 files in (`arrive(...)`).  Nothing is mocked: real parquet, DuckDB, xgboost, registry, HTTP.
+`cli` is the shared in-process `mlspec` runner of tests/runtime/conftest.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import fcntl
 import http.server
-import io
 import json
 import os
 import shutil
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,11 +26,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-import mlspec.cli
 from mlspec.runtime.demo import DRIFT_FROM, write_churn_demo
-from mlspec.runtime.monitoring.commands import add_parsers
 from mlspec.runtime.registry import Registry
 from mlspec.runtime.warehouse import STATE_DIR
+from tests.runtime.conftest import cli
 
 REPO = Path(__file__).resolve().parents[3]
 CHURN = (REPO / "specs" / "churn.mlspec").read_text(encoding="utf-8")
@@ -41,50 +37,6 @@ CUSTOMERS = 1500
 SEED = 0
 MODEL = "churn_risk"
 DATA_FILES = ("customers.parquet", "orders.parquet", "churn_labels.parquet")
-
-
-# ---- the CLI ---------------------------------------------------------------------------------
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _original_build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "monitor" not in sub.choices:  # until mlspec.cli registers them itself
-        add_parsers(sub)
-    return parser
-
-
-_original_build_parser = mlspec.cli.build_parser
-
-
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
-    data: Any = None
-
-
-def cli(*argv: str | Path) -> Result:
-    """`mlspec ARGV` in this process through mlspec.cli.main, monitoring commands included."""
-    out, err = io.StringIO(), io.StringIO()
-    old = mlspec.cli.build_parser
-    mlspec.cli.build_parser = _parser
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                rc = mlspec.cli.main([str(a) for a in argv])
-            except SystemExit as e:
-                if isinstance(e.code, str):
-                    print(e.code, file=sys.stderr)
-                    rc = 1
-                else:
-                    rc = int(e.code or 0)
-    finally:
-        mlspec.cli.build_parser = old
-    result = Result(rc, out.getvalue(), err.getvalue())
-    if "--json" in [str(a) for a in argv] and result.out.strip():
-        result.data = json.loads(result.out)
-    return result
 
 
 # ---- the projects ------------------------------------------------------------------------------

@@ -58,7 +58,10 @@ def test_payload_leads_with_the_worst_subject_and_carries_every_field(tmp_path: 
     assert [s["subject"] for s in payload["subjects"]] == ["activity.orders_30d", "activity.app_share_90d"]
     assert payload["model_version"] == "abc123def456" and payload["rule"] == RULE
     assert payload["window"] == {"start": "2026-11-01T08:00:00", "end": "2026-11-02T08:00:00"}
-    assert payload["runbook"].endswith("RUNBOOK.md#monitor-churn_risk")
+    from mlspec.ops.runbook import monitor_rule_anchor
+
+    assert payload["runbook"].endswith(f"RUNBOOK.md#{monitor_rule_anchor('churn_risk', RULE)}")
+    assert payload["runbook"].endswith("#monitor-rule-churn_risk-psi-features-gt-0-25")
 
 
 def test_webhook_posts_json_to_a_real_receiver_with_the_url_from_env(
