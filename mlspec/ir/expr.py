@@ -7,21 +7,17 @@ The one meaning of null, NaN, division by zero, empty windows and time is docs/s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mlspec.ir.types import DType
-from mlspec.syntax.span import NO_SPAN, Span
-
-
-def _span() -> Span:
-    return field(default=NO_SPAN, compare=False, repr=False)
+from mlspec.syntax.span import Span, span_field
 
 
 @dataclass(frozen=True, slots=True)
 class Lit:
     value: int | float | str | bool | None
     dtype: DType
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +26,7 @@ class Col:
 
     name: str
     dtype: DType
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +36,7 @@ class FeatureRef:
     group: str
     name: str
     dtype: DType
-    span: Span = _span()
+    span: Span = span_field()
 
     @property
     def qualified(self) -> str:
@@ -52,7 +48,7 @@ class AsOf:
     """The time a feature is evaluated at: the label time in training, the request time online."""
 
     dtype: DType = DType.TIMESTAMP
-    span: Span = _span()
+    span: Span = span_field()
 
 
 ARITH_OPS = ("+", "-", "*", "/", "%")
@@ -66,7 +62,7 @@ class BinOp:
     left: Expr
     right: Expr
     dtype: DType
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +70,7 @@ class UnaryOp:
     op: str  # "-" | "not"
     operand: Expr
     dtype: DType
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +78,7 @@ class IsNull:
     operand: Expr
     negated: bool
     dtype: DType = DType.BOOL
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +87,7 @@ class InList:
     values: tuple[Lit, ...]
     negated: bool
     dtype: DType = DType.BOOL
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +95,7 @@ class CaseWhen:
     whens: tuple[tuple[Expr, Expr], ...]
     otherwise: Expr | None
     dtype: DType
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +105,7 @@ class Func:
     name: str
     args: tuple[Expr, ...]
     dtype: DType
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +120,7 @@ class Agg:
     arg: Expr | None
     window_ms: int | None
     dtype: DType
-    span: Span = _span()
+    span: Span = span_field()
 
 
 Expr = Lit | Col | FeatureRef | AsOf | BinOp | UnaryOp | IsNull | InList | CaseWhen | Func | Agg

@@ -6,15 +6,11 @@ downstream re-parses text. All nodes are frozen; collections are tuples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mlspec.ir.expr import Expr
 from mlspec.ir.types import DType
-from mlspec.syntax.span import NO_SPAN, Span
-
-
-def _span() -> Span:
-    return field(default=NO_SPAN, compare=False, repr=False)
+from mlspec.syntax.span import Span, span_field
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +27,7 @@ class Project:
     description: str | None = None
     online_store: str = "embedded"  # "embedded" | "redis"
     online_store_url: SecretRef | str | None = None
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +40,7 @@ class ColumnDef:
     allowed: tuple[int | float | str | bool, ...] | None = None
     value_range: tuple[float, float] | None = None
     references: tuple[str, str] | None = None  # (source, column)
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +54,7 @@ class Source:
     freshness_ms: int | None
     columns: tuple[ColumnDef, ...]
     stream: str | None = None
-    span: Span = _span()
+    span: Span = span_field()
 
     def column(self, name: str) -> ColumnDef | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -68,7 +64,7 @@ class Source:
 class Entity:
     name: str
     key: str
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +74,7 @@ class Feature:
     expr: Expr
     dtype: DType
     kind: str  # "aggregate" | "row" | "derived"
-    span: Span = _span()
+    span: Span = span_field()
 
     @property
     def qualified(self) -> str:
@@ -93,7 +89,7 @@ class FeatureGroup:
     features: tuple[Feature, ...]
     request: bool = False  # computed from the request/event row itself, not from history
     description: str | None = None
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +100,7 @@ class Label:
     value: str
     dtype: DType
     timestamp: str
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +111,7 @@ class CheckRule:
     level: str  # "row" | "dataset"
     expr: Expr
     on_fail: str  # "quarantine" | "fail" | "warn"
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +120,7 @@ class Check:
     target: str
     target_kind: str  # "source" | "features"
     rules: tuple[CheckRule, ...]
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +132,7 @@ class GateRule:
     threshold: float
     vs_champion: bool
     text: str
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +156,7 @@ class Model:
     gate: tuple[GateRule, ...]
     segment: str | None = None
     threshold: float = 0.5
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +171,7 @@ class Serve:
     shadow: str | None = None
     input_stream: str | None = None
     output_stream: str | None = None
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +192,7 @@ class MonitorRule:
     window_ms: int | None
     actions: tuple[Action, ...]
     text: str
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +201,7 @@ class Monitor:
     model: str
     rules: tuple[MonitorRule, ...]
     retrain_every_ms: int | None = None
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +212,7 @@ class Alert:
     log: bool = False
     slack: bool = False
     dedupe_ms: int = 3_600_000
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,13 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mlspec.syntax.span import NO_SPAN, Span
-
-
-def _span() -> Span:
-    """A span field: carried along, ignored by equality and repr."""
-    return field(default=NO_SPAN, compare=False, repr=False)
-
+from mlspec.syntax.span import Span, span_field
 
 # ---- expressions -------------------------------------------------------------------------
 
@@ -26,7 +20,7 @@ class Literal:
 
     value: int | float | str | bool | None
     text: str
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +29,7 @@ class Duration:
 
     ms: int
     text: str
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +37,7 @@ class Ref:
     """A (possibly dotted) name: `amount`, `activity.orders_30d`, `champion.auc`."""
 
     parts: tuple[str, ...]
-    span: Span = _span()
+    span: Span = span_field()
 
     @property
     def dotted(self) -> str:
@@ -55,28 +49,28 @@ class Glob:
     """`activity.*` (prefix set) or `*` (prefix None)."""
 
     prefix: str | None
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
 class KwArg:
     name: str
     value: Expr
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
     func: str
     args: tuple[Expr | KwArg, ...]
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
 class Unary:
     op: str  # "-" | "not"
     operand: Expr
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +78,14 @@ class Binary:
     op: str  # + - * / % == != < <= > >= and or
     left: Expr
     right: Expr
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
 class IsNull:
     operand: Expr
     negated: bool
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +93,7 @@ class InList:
     operand: Expr
     items: tuple[Expr, ...]
     negated: bool
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,27 +102,27 @@ class RangeLit:
 
     low: Expr
     high: Expr
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
 class ListLit:
     items: tuple[Expr, ...]
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
 class When:
     condition: Expr
     result: Expr
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
 class Case:
     whens: tuple[When, ...]
     otherwise: Expr | None
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +130,7 @@ class Window:
     """`last 30d`: the look-back of a point-in-time aggregate."""
 
     duration: Duration
-    span: Span = _span()
+    span: Span = span_field()
 
 
 Expr = Literal | Duration | Ref | Glob | Call | Unary | Binary | IsNull | InList | RangeLit | ListLit | Case | Window
@@ -148,8 +142,8 @@ Expr = Literal | Duration | Ref | Glob | Call | Unary | Binary | IsNull | InList
 class Assign:
     key: str
     value: Expr
-    span: Span = _span()
-    key_span: Span = _span()
+    span: Span = span_field()
+    key_span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +152,7 @@ class Block:
 
     name: str
     items: tuple[Item, ...]
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +161,7 @@ class Constraint:
 
     kind: str
     args: tuple[Expr, ...] = ()
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,14 +169,14 @@ class Column:
     name: str
     type_name: str
     constraints: tuple[Constraint, ...]
-    span: Span = _span()
-    type_span: Span = _span()
+    span: Span = span_field()
+    type_span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
 class Schema:
     columns: tuple[Column, ...]
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +185,7 @@ class Action:
 
     name: str
     targets: tuple[str, ...] | None
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +195,7 @@ class Rule:
     condition: Expr
     over: Duration | None
     actions: tuple[Action, ...]
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +204,7 @@ class Every:
 
     action: str
     interval: Duration
-    span: Span = _span()
+    span: Span = span_field()
 
 
 Item = Assign | Block | Schema | Rule | Every
@@ -223,14 +217,14 @@ class Decl:
     kind: str
     name: str
     items: tuple[Item, ...]
-    span: Span = _span()
-    name_span: Span = _span()
+    span: Span = span_field()
+    name_span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)
 class Import:
     path: str
-    span: Span = _span()
+    span: Span = span_field()
 
 
 @dataclass(frozen=True, slots=True)

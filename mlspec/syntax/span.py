@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,3 +21,8 @@ class Span:
 
 
 NO_SPAN = Span("<none>", 0, 0, 0, 0)
+
+
+def span_field() -> Span:
+    """A dataclass field for a node's span: carried along, ignored by equality and repr."""
+    return field(default=NO_SPAN, compare=False, repr=False)
