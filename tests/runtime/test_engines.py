@@ -34,7 +34,7 @@ from mlspec.ir.functions import AGGREGATE_SIGNATURES, FUNCTIONS
 from mlspec.ir.spec import ColumnDef, Entity, Feature, FeatureGroup, Project, Source, Spec
 from mlspec.ir.types import DType
 from mlspec.runtime.demo import write_churn_demo
-from mlspec.runtime.engines.online import Evaluator, GroupInput
+from mlspec.runtime.engines.online import Evaluator, GroupInput, History
 from mlspec.runtime.engines.polars_engine import compute_features
 from mlspec.runtime.engines.sql import feature_sql
 from mlspec.syntax.span import Span
@@ -85,10 +85,22 @@ def run_online(spec: Spec, group: FeatureGroup, spine: pl.DataFrame, rows: pl.Da
     evaluator = Evaluator(spec, group)
     ups = {name: {(u[key], u["__as_of"]): u for u in frame.iter_rows(named=True)} for name, frame in upstream.items()}
     out: dict[str, list[object]] = {key: [], "__as_of": [], **{f.name: [] for f in group.features}}
+    prepared: dict[object, History] = {}
     for r in spine.sort([key, "__as_of"], nulls_last=True).select(key, "__as_of").iter_rows(named=True):
         upstream_values = {name: by_point[(r[key], r["__as_of"])] for name, by_point in ups.items()}
-        values = evaluator.evaluate(GroupInput(r["__as_of"], by_key.get(r[key], []) if r[key] is not None else [],
-                                               upstream=upstream_values))
+        history = by_key.get(r[key], []) if r[key] is not None else []
+        values = evaluator.evaluate(GroupInput(r["__as_of"], history, upstream=upstream_values))
+        # Serving prepares an entity's history once and evaluates it as of many times.
+        if r[key] not in prepared:
+            prepared[r[key]] = evaluator.history(history)
+        assert evaluator.evaluate_history(r["__as_of"], prepared[r[key]], upstream=upstream_values) == values
+        if history and r["__as_of"] is not None:  # a live event at as_of, after every stored row
+            event = {**history[0], "__seq": 2**62}
+            if evaluator.ts:  # the event's time in the column's type, as serving makes it
+                stored = history[0][evaluator.ts]
+                event[evaluator.ts] = r["__as_of"] if isinstance(stored, dt.datetime) else r["__as_of"].date()
+            assert (evaluator.evaluate_history(r["__as_of"], prepared[r[key]], event, upstream=upstream_values)
+                    == evaluator.evaluate(GroupInput(r["__as_of"], [*history, event], upstream=upstream_values)))
         out[key].append(r[key])
         out["__as_of"].append(r["__as_of"])
         for f in group.features:

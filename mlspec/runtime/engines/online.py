@@ -4,12 +4,19 @@ Computes one entity's features as of T from its rows (the history the online sto
 implementing docs/semantics.md exactly like the DuckDB and Polars engines do: floats finite
 or null, Kleene logic, SQL `IN`, empty windows (0 for counts and sums, null otherwise),
 windows T - d < ts <= T, row features from the latest row with ts <= T.
+
+Each feature is compiled once into nested Python closures (no per-node dispatch when serving),
+and an entity's rows are prepared once into a `History`: ordered by (time, __seq), with the
+times as epoch microseconds, so the rows visible as of T and the rows of a window are found by
+bisection, and the per-row values of an aggregate's argument are computed once per history.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import operator
+from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +68,83 @@ class GroupInput:
     upstream: Mapping[str, Mapping[str, Any]] | None = None  # group -> features already computed
 
 
+class History:
+    """One entity's rows of one source, prepared for evaluation as of any time.
+
+    Rows are in (time, __seq) order with their times as epoch microseconds; a row with a null
+    time is left out of a timestamped source, since no as-of time sees it. Built once per entity
+    (the online feature service caches it while the store is unchanged) and shared by every
+    group over the source. Read-only once built, apart from the memo of argument values.
+    """
+
+    __slots__ = ("_values", "latest", "rows", "times")
+
+    def __init__(self, rows: Sequence[Row], timestamp: str | None) -> None:
+        self.latest: Row | None = max(rows, key=_seq) if rows else None  # for a source without time
+        self.times: list[int] | None
+        if timestamp:
+            keyed = [(epoch_us(t), _seq(r), r) for r in rows if (t := r.get(timestamp)) is not None]
+            keyed.sort(key=_time_and_seq)
+            self.rows: list[Row] = [r for _, _, r in keyed]
+            self.times = [t for t, _, _ in keyed]
+        else:
+            self.rows = sorted(rows, key=_seq)
+            self.times = None
+        self._values: dict[object, list[Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def values(self, arg: _Fn, ctx: _Ctx) -> list[Any]:
+        """`arg` of every row, computed once: only for arguments that read nothing but the row."""
+        found = self._values.get(arg)
+        if found is None:
+            found = self._values[arg] = [arg(ctx, r) for r in self.rows]
+        return found
+
+
+def _seq(r: Row) -> int:
+    return r.get("__seq", 0)  # type: ignore[no-any-return]
+
+
+def _time_and_seq(k: tuple[int, int, Row]) -> tuple[int, int]:
+    return k[0], k[1]
+
+
+_Fn = Callable[["_Ctx", Row | None], Any]
+
+
+class _Ctx:
+    """One evaluation of one group for one entity: what the compiled closures read."""
+
+    __slots__ = ("as_of", "as_of_us", "done", "ev", "extra", "extra_us", "hist", "row", "stop", "upstream")
+
+    def __init__(self, ev: Evaluator, as_of: dt.datetime | None, hist: History, extra: Row | None,
+                 upstream: Mapping[str, Mapping[str, Any]] | None) -> None:
+        self.ev, self.as_of, self.hist = ev, as_of, hist
+        self.row: Row | None = None
+        self.upstream = upstream or {}
+        self.done: dict[str, Any] = {}
+        self.as_of_us = self.stop = self.extra_us = 0
+        self.extra = None
+        if as_of is not None:
+            self.as_of_us = epoch_us(as_of)
+            self.stop = bisect_right(hist.times, self.as_of_us) if hist.times is not None else len(hist.rows)
+            self.extra = extra
+            if extra is not None and ev.ts:
+                t = extra.get(ev.ts)
+                self.extra_us = epoch_us(t) if t is not None else self.as_of_us + 1
+                if self.extra_us > self.as_of_us:  # not visible as of this time
+                    self.extra = None
+
+    def feature(self, name: str) -> Any:
+        done = self.done
+        if name not in done:
+            fn, dtype = self.ev.compiled[name]
+            done[name] = _cast(fn(self, self.row), dtype)
+        return done[name]
+
+
 class Evaluator:
     """Evaluates the features of one group; compiled once per group, called per entity."""
 
@@ -75,167 +159,275 @@ class Evaluator:
                 if type(node) not in _NODE_KINDS:
                     raise MlspecError([Diagnostic("E190", f"the online evaluator cannot compute "
                                                   f"{type(node).__name__}", getattr(node, "span", NO_SPAN))])
+        self.compiled: dict[str, tuple[_Fn, DType]] = {
+            f.name: (_compile(f.expr, group.name), f.dtype) for f in group.features}
+
+    def history(self, rows: Sequence[Row]) -> History:
+        """The entity's rows prepared for this group's source (reusable across calls and groups)."""
+        return History(rows, self.ts)
 
     def evaluate(self, inp: GroupInput) -> dict[str, Any]:
-        if inp.as_of is None:
-            visible = []
-        elif self.ts:
-            visible = [r for r in inp.rows if (t := self._ts(r)) is not None and t <= inp.as_of]
-        else:
-            visible = list(inp.rows)
-        visible.sort(key=lambda r: (self._ts(r) or _EPOCH, r.get("__seq", 0)))
+        return self.evaluate_history(inp.as_of, self.history(inp.rows), request=inp.request, upstream=inp.upstream)
+
+    def evaluate_history(self, as_of: dt.datetime | None, hist: History, extra: Row | None = None,
+                         request: Row | None = None,
+                         upstream: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """Features as of `as_of` over a prepared history, plus an `extra` row (the live event
+        being scored) that comes after every visible row of the history: its time is `as_of`
+        (or as_of's day, in a date column). Seen when `as_of` is set, it is the row of row
+        features, and windows that reach its time count it."""
+        ctx = _Ctx(self, as_of, hist, extra, upstream)
         if self.group.request:
-            row = inp.request
+            ctx.row = request
+        elif ctx.extra is not None:
+            ctx.row = ctx.extra
         elif self.ts is None:
-            row = max(inp.rows, key=lambda r: r.get("__seq", 0)) if inp.rows else None
-        else:
-            row = visible[-1] if visible else None
-        frame = _Frame(self, inp, visible, row, {})
-        return {name: frame.feature(name) for name in self.features}
-
-    def _ts(self, r: Row) -> dt.datetime | None:
-        v = r.get(self.ts or "")
-        return to_timestamp(v) if v is not None else None
+            ctx.row = hist.latest
+        elif ctx.stop:
+            ctx.row = hist.rows[ctx.stop - 1]
+        return {name: ctx.feature(name) for name in self.compiled}
 
 
-@dataclass
-class _Frame:
-    ev: Evaluator
-    inp: GroupInput
-    visible: list[Row]
-    row: Row | None
-    done: dict[str, Any]
+# ---- compiling expressions to closures ---------------------------------------------------------
 
-    def feature(self, name: str) -> Any:
-        if name not in self.done:
-            f = self.ev.features[name]
-            self.done[name] = _cast(self.eval(f.expr, self.row), f.dtype)
-        return self.done[name]
 
-    def eval(self, e: ir.Expr, row: Row | None) -> Any:
-        return _DISPATCH[type(e)](self, e, row)
+def _compile(e: ir.Expr, group: str) -> _Fn:
+    return _COMPILERS[type(e)](e, group)
 
-    # ---- leaves --------------------------------------------------------------------------
-    def lit(self, e: ir.Lit, row: Row | None) -> Any:
-        if e.value is None:
-            return None
-        if e.dtype is DType.DATE:
-            return dt.date.fromisoformat(str(e.value))
-        if e.dtype is DType.TIMESTAMP:
-            return to_timestamp(dt.datetime.fromisoformat(str(e.value)))
-        if e.dtype is DType.FLOAT:
-            return float(e.value)  # type: ignore[arg-type,unused-ignore]
-        return e.value
 
-    def col(self, e: ir.Col, row: Row | None) -> Any:
+def _lit(e: ir.Lit, group: str) -> _Fn:
+    value: Any = e.value
+    if value is None:
+        pass
+    elif e.dtype is DType.DATE:
+        value = dt.date.fromisoformat(str(value))
+    elif e.dtype is DType.TIMESTAMP:
+        value = to_timestamp(dt.datetime.fromisoformat(str(value)))
+    elif e.dtype is DType.FLOAT:
+        value = float(value)
+    return lambda ctx, row: value
+
+
+def _col(e: ir.Col, group: str) -> _Fn:
+    name = e.name
+
+    def col(ctx: _Ctx, row: Row | None) -> Any:
         if row is None:
             return None
-        v = row.get(e.name)
+        v = row.get(name)
         if isinstance(v, float) and not math.isfinite(v):
             return None
         return v
+    return col
 
-    def feature_ref(self, e: ir.FeatureRef, row: Row | None) -> Any:
-        if e.group == self.ev.group.name:
-            return self.feature(e.name)
-        return (self.inp.upstream or {}).get(e.group, {}).get(e.name)
 
-    def as_of(self, e: ir.AsOf, row: Row | None) -> Any:
-        return self.inp.as_of
+def _feature_ref(e: ir.FeatureRef, group: str) -> _Fn:
+    name, other = e.name, e.group
+    if other == group:
+        return lambda ctx, row: ctx.feature(name)
+    return lambda ctx, row: ctx.upstream.get(other, {}).get(name)
 
-    # ---- operators -----------------------------------------------------------------------
-    def binop(self, e: ir.BinOp, row: Row | None) -> Any:
-        if e.op in ("and", "or"):
-            a, b = self.eval(e.left, row), self.eval(e.right, row)
-            if e.op == "and":
-                return False if a is False or b is False else (None if a is None or b is None else True)
+
+def _as_of(e: ir.AsOf, group: str) -> _Fn:
+    return lambda ctx, row: ctx.as_of
+
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def _binop(e: ir.BinOp, group: str) -> _Fn:
+    left, right, op = _compile(e.left, group), _compile(e.right, group), e.op
+    if op == "and":
+        def and_(ctx: _Ctx, row: Row | None) -> Any:
+            a, b = left(ctx, row), right(ctx, row)
+            return False if a is False or b is False else (None if a is None or b is None else True)
+        return and_
+    if op == "or":
+        def or_(ctx: _Ctx, row: Row | None) -> Any:
+            a, b = left(ctx, row), right(ctx, row)
             return True if a is True or b is True else (None if a is None or b is None else False)
-        a, b = self.eval(e.left, row), self.eval(e.right, row)
-        if a is None or b is None:
-            return None
-        if e.op in ir.COMPARE_OPS:
+        return or_
+    if op in ir.COMPARE_OPS:
+        compare = _COMPARE[op]
+
+        def cmp(ctx: _Ctx, row: Row | None) -> Any:
+            a, b = left(ctx, row), right(ctx, row)
+            if a is None or b is None:
+                return None
             if isinstance(a, dt.date) and isinstance(b, dt.date) and type(a) is not type(b):
                 a, b = to_timestamp(a), to_timestamp(b)
-            return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
-        if e.op == "/":
-            return None if b == 0 else finite(float(a) / float(b))
-        if e.op == "%":
-            if b == 0:
+            return compare(a, b)
+        return cmp
+    if op == "/":
+        def div(ctx: _Ctx, row: Row | None) -> Any:
+            a, b = left(ctx, row), right(ctx, row)
+            if a is None or b is None:
                 return None
-            if e.dtype is DType.INT:
+            return None if b == 0 else finite(float(a) / float(b))
+        return div
+    if op == "%":
+        integer = e.dtype is DType.INT
+
+        def mod(ctx: _Ctx, row: Row | None) -> Any:
+            a, b = left(ctx, row), right(ctx, row)
+            if a is None or b is None or b == 0:
+                return None
+            if integer:
                 return int(math.copysign(abs(a) % abs(b), a))
             return finite(math.fmod(float(a), float(b)))
-        out = a + b if e.op == "+" else a - b if e.op == "-" else a * b
-        return out if e.dtype is DType.INT else _float_op(out)
+        return mod
+    arith = {"+": operator.add, "-": operator.sub, "*": operator.mul}[op]
+    if e.dtype is DType.INT:
+        def int_op(ctx: _Ctx, row: Row | None) -> Any:
+            a, b = left(ctx, row), right(ctx, row)
+            return None if a is None or b is None else arith(a, b)
+        return int_op
 
-    def unary(self, e: ir.UnaryOp, row: Row | None) -> Any:
-        v = self.eval(e.operand, row)
-        if v is None:
-            return None
-        return (not v) if e.op == "not" else -v
+    def float_op(ctx: _Ctx, row: Row | None) -> Any:
+        a, b = left(ctx, row), right(ctx, row)
+        return None if a is None or b is None else _float_op(arith(a, b))
+    return float_op
 
-    def is_null(self, e: ir.IsNull, row: Row | None) -> Any:
-        return (self.eval(e.operand, row) is None) != e.negated
 
-    def in_list(self, e: ir.InList, row: Row | None) -> Any:
-        v = self.eval(e.operand, row)
-        values = [self.eval(x, row) for x in e.values]
+def _unary(e: ir.UnaryOp, group: str) -> _Fn:
+    operand = _compile(e.operand, group)
+    if e.op == "not":
+        def not_(ctx: _Ctx, row: Row | None) -> Any:
+            v = operand(ctx, row)
+            return None if v is None else not v
+        return not_
+
+    def neg(ctx: _Ctx, row: Row | None) -> Any:
+        v = operand(ctx, row)
+        return None if v is None else -v
+    return neg
+
+
+def _is_null(e: ir.IsNull, group: str) -> _Fn:
+    operand, negated = _compile(e.operand, group), e.negated
+    return lambda ctx, row: (operand(ctx, row) is None) != negated
+
+
+def _in_list(e: ir.InList, group: str) -> _Fn:
+    operand, negated = _compile(e.operand, group), e.negated
+    options = [_compile(x, group) for x in e.values]
+
+    def in_(ctx: _Ctx, row: Row | None) -> Any:
+        v = operand(ctx, row)
+        values = [x(ctx, row) for x in options]
         if v is None:
             return None
         hit = True if any(x is not None and x == v for x in values) else (None if None in values else False)
-        return hit if not e.negated or hit is None else not hit
+        return hit if not negated or hit is None else not hit
+    return in_
 
-    def case(self, e: ir.CaseWhen, row: Row | None) -> Any:
-        for cond, result in e.whens:
-            if self.eval(cond, row) is True:
-                return _cast(self.eval(result, row), e.dtype)
-        return _cast(self.eval(e.otherwise, row), e.dtype) if e.otherwise is not None else None
 
-    def func(self, e: ir.Func, row: Row | None) -> Any:
-        args = [self.eval(a, row) for a in e.args]
-        if e.name == "coalesce":
-            return _cast(next((a for a in args if a is not None), None), e.dtype)
-        if e.name in ("least", "greatest"):
-            present = [a for a in args if a is not None]
-            if not present:
-                return None
-            return _cast(min(present) if e.name == "least" else max(present), e.dtype)
-        if any(a is None for a in args):
-            return None
-        return _FUNCS[e.name](*args)
+def _case(e: ir.CaseWhen, group: str) -> _Fn:
+    whens = [(_compile(c, group), _compile(r, group)) for c, r in e.whens]
+    otherwise = _compile(e.otherwise, group) if e.otherwise is not None else None
+    dtype = e.dtype
 
-    def agg(self, e: ir.Agg, row: Row | None) -> Any:
-        rows = self.visible
-        if e.window_ms is not None and self.inp.as_of is not None:
-            lower = self.inp.as_of - dt.timedelta(milliseconds=e.window_ms)
-            rows = [r for r in rows if (t := self.ev._ts(r)) is not None and t > lower]
-        if e.fn == "count" and e.arg is None:
-            return len(rows)
-        if e.fn == "count_if":
-            assert e.arg is not None
-            return sum(1 for r in rows if self.eval(e.arg, r) is True)
-        assert e.arg is not None
-        pairs = [(r, v) for r in rows if (v := self.eval(e.arg, r)) is not None]
-        values = [v for _, v in pairs]
-        if e.fn == "count":
-            return len(values)
-        if e.fn == "distinct_count":
-            return len(set(values))
-        if e.fn == "sum":
-            if e.dtype is DType.INT:
-                return int(sum(values))
-            return _fsum(values) if values else 0.0
-        if not values:
-            return None
-        if e.fn == "mean":
-            total = _fsum(values)
-            return finite(total / len(values)) if total is not None else None
-        if e.fn == "min":
-            return min(values)
-        if e.fn == "max":
-            return max(values)
-        # rows are in (ts, __seq) order already
-        return values[-1] if e.fn == "last" else values[0]
+    def case(ctx: _Ctx, row: Row | None) -> Any:
+        for cond, result in whens:
+            if cond(ctx, row) is True:
+                return _cast(result(ctx, row), dtype)
+        return _cast(otherwise(ctx, row), dtype) if otherwise is not None else None
+    return case
+
+
+def _func(e: ir.Func, group: str) -> _Fn:
+    args = [_compile(a, group) for a in e.args]
+    dtype = e.dtype
+    if e.name == "coalesce":
+        def coalesce(ctx: _Ctx, row: Row | None) -> Any:
+            values = [a(ctx, row) for a in args]
+            return _cast(next((v for v in values if v is not None), None), dtype)
+        return coalesce
+    if e.name in ("least", "greatest"):
+        pick = min if e.name == "least" else max
+
+        def extreme(ctx: _Ctx, row: Row | None) -> Any:
+            present = [v for a in args if (v := a(ctx, row)) is not None]
+            return _cast(pick(present), dtype) if present else None
+        return extreme
+    fn = _FUNCS[e.name]
+
+    def call(ctx: _Ctx, row: Row | None) -> Any:
+        values = [a(ctx, row) for a in args]
+        return None if None in values else fn(*values)
+    return call
+
+
+def _agg(e: ir.Agg, group: str) -> _Fn:
+    """An aggregate over the visible rows (time <= as_of), or those of its window."""
+    fn, dtype = e.fn, e.dtype
+    window_us = e.window_ms * 1000 if e.window_ms is not None else None
+    arg = _compile(e.arg, group) if e.arg is not None else None
+    # An argument that reads only its row has the same value in every evaluation: memoised per history.
+    per_row = e.arg is not None and not any(isinstance(n, ir.AsOf | ir.FeatureRef | ir.Agg) for n in ir.walk(e.arg))
+
+    def agg(ctx: _Ctx, row: Row | None) -> Any:
+        hist, stop, extra = ctx.hist, ctx.stop, ctx.extra
+        lo = 0
+        if window_us is not None and ctx.as_of is not None:
+            if hist.times is None:  # rows without a time are in no window
+                lo, extra = stop, None
+            else:
+                lower = ctx.as_of_us - window_us  # the window is lower < time <= as_of
+                lo = bisect_right(hist.times, lower, 0, stop)
+                if extra is not None and ctx.extra_us <= lower:
+                    extra = None
+        if arg is None:  # count(*)
+            return stop - lo + (extra is not None)
+        values = hist.values(arg, ctx)[lo:stop] if per_row else [arg(ctx, r) for r in hist.rows[lo:stop]]
+        if extra is not None:
+            values.append(arg(ctx, extra))
+        return _AGGREGATES[fn](values, dtype)
+    return agg
+
+
+def _count_if(values: list[Any], dtype: DType) -> Any:
+    return sum(1 for v in values if v is True)
+
+
+def _present(values: list[Any]) -> list[Any]:
+    return [v for v in values if v is not None]
+
+
+def _sum(values: list[Any], dtype: DType) -> Any:
+    present = _present(values)
+    if dtype is DType.INT:
+        return int(sum(present))
+    return _fsum(present) if present else 0.0
+
+
+def _mean(values: list[Any], dtype: DType) -> Any:
+    present = _present(values)
+    if not present:
+        return None
+    total = _fsum(present)
+    return finite(total / len(present)) if total is not None else None
+
+
+def _pick(choose: Callable[[list[Any]], Any]) -> Callable[[list[Any], DType], Any]:
+    def pick(values: list[Any], dtype: DType) -> Any:
+        present = _present(values)
+        return choose(present) if present else None
+    return pick
+
+
+_AGGREGATES: dict[str, Callable[[list[Any], DType], Any]] = {
+    "count": lambda values, dtype: len(_present(values)),
+    "count_if": _count_if,
+    "distinct_count": lambda values, dtype: len(set(_present(values))),
+    "sum": _sum,
+    "mean": _mean,
+    "min": _pick(min),
+    "max": _pick(max),
+    "last": _pick(operator.itemgetter(-1)),  # rows are in (time, __seq) order
+    "first": _pick(operator.itemgetter(0)),
+}
 
 
 def _fsum(values: Sequence[Any]) -> float | None:
@@ -299,10 +491,10 @@ _FUNCS: dict[str, Callable[..., Any]] = {
     "to_date": lambda t: to_timestamp(t).date(),
 }
 
-_DISPATCH: dict[type, Callable[[_Frame, Any, Row | None], Any]] = {
-    ir.Lit: _Frame.lit, ir.Col: _Frame.col, ir.FeatureRef: _Frame.feature_ref, ir.AsOf: _Frame.as_of,
-    ir.BinOp: _Frame.binop, ir.UnaryOp: _Frame.unary, ir.IsNull: _Frame.is_null, ir.InList: _Frame.in_list,
-    ir.CaseWhen: _Frame.case, ir.Func: _Frame.func, ir.Agg: _Frame.agg,
+_COMPILERS: dict[type, Callable[[Any, str], _Fn]] = {
+    ir.Lit: _lit, ir.Col: _col, ir.FeatureRef: _feature_ref, ir.AsOf: _as_of,
+    ir.BinOp: _binop, ir.UnaryOp: _unary, ir.IsNull: _is_null, ir.InList: _in_list,
+    ir.CaseWhen: _case, ir.Func: _func, ir.Agg: _agg,
 }
-_NODE_KINDS = frozenset(_DISPATCH)
+_NODE_KINDS = frozenset(_COMPILERS)
 assert frozenset(ir.EXPR_KINDS) == _NODE_KINDS, "every IR node kind needs an online translation"

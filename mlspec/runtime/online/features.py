@@ -4,20 +4,29 @@ The same IR the batch engines compile is evaluated here by the online evaluator
 (mlspec/runtime/engines/online.py) over the entity's stored rows, group by group in dependency
 order, each group seeing the features of the groups it references. This is the serving path;
 `mlspec verify` proves it equal to the batch path.
+
+Reading and decoding an entity's rows costs more than evaluating its features, so the rows,
+prepared for evaluation, are kept in a bounded cache that is valid while the store's version
+token is unchanged: any write to the store, by any process, empties it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from mlspec.ir.spec import Model, Spec
-from mlspec.runtime.engines.online import Evaluator, GroupInput, to_timestamp
+from mlspec.ir.types import DType
+from mlspec.runtime.engines.online import Evaluator, History, to_timestamp
 from mlspec.runtime.online.materialize import namespace
-from mlspec.runtime.online.store import OnlineStore
+from mlspec.runtime.online.store import OnlineStore, key_text
 from mlspec.runtime.score import groups_for
+
+DEFAULT_CACHE_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -39,14 +48,79 @@ class _Step:
     events: bool = False  # the group reads the model's event source, of which the request is one row
 
 
+class HistoryCache:
+    """Entities' prepared rows by (source, key), valid for one store at one version.
+
+    Least recently used entries go first once more than `max_rows` rows are held (an entity
+    without rows counts as one). Thread-safe: an entry read under an older version is never
+    stored under a newer one.
+    """
+
+    def __init__(self, max_rows: int = DEFAULT_CACHE_ROWS) -> None:
+        self.max_rows = max_rows
+        self._lock = threading.Lock()
+        self._store: OnlineStore | None = None
+        self._version: object = None
+        self._entries: OrderedDict[tuple[str, str], History] = OrderedDict()
+        self._rows = 0
+        self.hits = self.misses = 0
+
+    def sync(self, store: OnlineStore) -> object:
+        """Ask the store for its version (once per request) and forget everything older.
+        Returns the token to pass to `put`; None means do not cache (caching is off, or the
+        store has never been written)."""
+        if self.max_rows <= 0:
+            return None
+        version = store.version()
+        with self._lock:
+            if store is not self._store or version != self._version:
+                self._entries.clear()
+                self._rows = 0
+                self._store, self._version = store, version
+        return version
+
+    def get(self, source: str, key: str) -> History | None:
+        with self._lock:
+            found = self._entries.get((source, key))
+            if found is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self._entries.move_to_end((source, key))
+            return found
+
+    def put(self, source: str, key: str, history: History, version: object) -> None:
+        size = max(1, len(history))
+        if size > self.max_rows:
+            return
+        with self._lock:
+            if version != self._version or (source, key) in self._entries:
+                return
+            self._entries[(source, key)] = history
+            self._rows += size
+            while self._rows > self.max_rows:
+                _, old = self._entries.popitem(last=False)
+                self._rows -= max(1, len(old))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def rows(self) -> int:
+        """Rows held (an entity without rows counts as one)."""
+        return self._rows
+
+
 class FeatureService:
     """Compiles each group's evaluator once per spec and serves many entities with them.
 
     Holds no connection: the store is passed per call, so one service can serve any store.
+    `cache_rows` bounds the cache of prepared rows (0: read the store on every call).
     """
 
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, cache_rows: int = DEFAULT_CACHE_ROWS) -> None:
         self.spec = spec
+        self.cache = HistoryCache(cache_rows)
         self._evaluators: dict[str, Evaluator] = {}
         self._plans: dict[str, tuple[tuple[_Step, ...], tuple[str, ...]]] = {}
 
@@ -75,33 +149,47 @@ class FeatureService:
         """Evaluate every group the model needs for one entity as of `as_of` (naive = UTC)."""
         steps, wanted = self.plan(model)
         when = to_timestamp(as_of)
-        rows: dict[str, list[dict[str, Any]]] = {}
+        version = self.cache.sync(store)
+        text = key_text(key)
+        histories: dict[str, History] = {}
         done: dict[str, dict[str, Any]] = {}
         known = False
         for step in steps:
-            history: list[dict[str, Any]] = []
-            if step.namespace is not None:
-                if step.namespace not in rows:
-                    rows[step.namespace] = store.rows_for(step.namespace, key)
-                history = rows[step.namespace]
-                known = known or bool(history)
+            extra = None
+            if step.namespace is None:
+                history = step.evaluator.history(())
+            else:
+                if step.namespace not in histories:
+                    histories[step.namespace] = self._history(store, step, text, version)
+                history = histories[step.namespace]
+                known = known or history.latest is not None
                 if request is not None and step.events and "__seq" not in request:
                     # In training each labelled event is a row of its own history (ts <= as_of);
                     # a live request is that event, not yet in the store: count it the same way.
-                    history = [*history, self._event_row(step, key, when, request)]
-            done[step.group] = step.evaluator.evaluate(GroupInput(when, history, request, done))
+                    extra = self._event_row(step, key, when, request)
+            done[step.group] = step.evaluator.evaluate_history(when, history, extra, request, done)
         values = {}
         for q in wanted:
             group, name = q.split(".", 1)
             values[q] = done[group][name]
         return OnlineResult(values, known)
 
+    def _history(self, store: OnlineStore, step: _Step, key: str, version: object) -> History:
+        assert step.namespace is not None
+        history = self.cache.get(step.namespace, key) if version is not None else None
+        if history is None:
+            history = step.evaluator.history(store.rows_for(step.namespace, key))
+            if version is not None:
+                self.cache.put(step.namespace, key, history, version)
+        return history
+
     def _event_row(self, step: _Step, key: object, when: dt.datetime, request: Mapping[str, Any]) -> dict[str, Any]:
         source = self.spec.source(self.spec.group(step.group).source)
         row: dict[str, Any] = {c.name: request.get(c.name) for c in source.columns}
         row[self.spec.entity(self.spec.group(step.group).entity).key] = key
-        if source.timestamp:
-            row[source.timestamp] = when
+        if source.timestamp:  # the event happens now: as_of, or its day in a date column
+            column = source.column(source.timestamp)
+            row[source.timestamp] = when.date() if column is not None and column.dtype is DType.DATE else when
         row["__seq"] = 2**62  # after every stored row
         return row
 

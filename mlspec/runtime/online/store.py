@@ -22,6 +22,7 @@ Redis layout (prefix P = "mlspec:{project}:{source}")::
     P:t         sorted set: member = "{seq}:{key}", score = the row's time in epoch microseconds
                 (rows with a time only; lets `prune` find old rows without reading payloads)
     P:w         string: the watermark (highest __seq materialized)
+    mlspec:{project}:version       counter: incremented by every write that changes rows
     mlspec:{project}:meta:{name}   string: the same metadata as online_meta
 
 `key` is the entity key as text (`key_text`): ints in decimal, strings as they are, dates and
@@ -168,6 +169,11 @@ class OnlineStore(Protocol):
         """The highest __seq materialized, or None before the first materialization."""
         ...
 
+    def version(self) -> object:
+        """A token that changes whenever stored rows may have changed, by this process or another.
+        Readers may keep rows read after asking for it until it changes (serving caches them)."""
+        ...
+
     def set_watermark(self, source: str, seq: int) -> None: ...
 
     def prune(self, source: str, older_than: dt.datetime) -> int:
@@ -250,6 +256,13 @@ class SqliteStore:
         with self._lock:
             row = self._conn.execute("SELECT seq FROM online_watermarks WHERE source = ?", [source]).fetchone()
         return int(row[0]) if row else None
+
+    def version(self) -> object:
+        # data_version moves on commits by other connections (other processes too, in WAL mode);
+        # total_changes counts this connection's own writes.
+        with self._lock:
+            (data_version,) = self._conn.execute("PRAGMA data_version").fetchone()
+            return data_version, self._conn.total_changes
 
     def set_watermark(self, source: str, seq: int) -> None:
         with self._tx() as c:
@@ -338,12 +351,12 @@ class _Tx:
 
 # ---- Redis -----------------------------------------------------------------------------------
 
-# KEYS = [ts index, entity key 1, entity key 2, ...]; ARGV = [key text, seq, ts or "", payload] per row.
-# Checking the seq before adding makes a write idempotent by (source, __seq), atomically.
+# KEYS = [ts index, version, entity key 1, entity key 2, ...]; ARGV = [key text, seq, ts or "", payload]
+# per row. Checking the seq before adding makes a write idempotent by (source, __seq), atomically.
 _WRITE_LUA = """
 local n = 0
-for i = 2, #KEYS do
-  local a = (i - 2) * 4
+for i = 3, #KEYS do
+  local a = (i - 3) * 4
   local seq = ARGV[a + 2]
   if redis.call('ZCOUNT', KEYS[i], seq, seq) == 0 then
     redis.call('ZADD', KEYS[i], seq, ARGV[a + 4])
@@ -352,6 +365,9 @@ for i = 2, #KEYS do
     end
     n = n + 1
   end
+end
+if n > 0 then
+  redis.call('INCR', KEYS[2])
 end
 return n
 """
@@ -386,12 +402,15 @@ class RedisStore:
     def _p(self, source: str) -> str:
         return f"mlspec:{self.project}:{source}"
 
+    def _version_key(self) -> str:
+        return f"mlspec:{self.project}:version"
+
     def write_rows(self, source: str, key_column: str, rows: list[Row], ts_column: str | None = None) -> int:
         prepared = _prepared(key_column, rows, ts_column)
         p, written = self._p(source), 0
         for i in range(0, len(prepared), _BATCH):
             chunk = prepared[i:i + _BATCH]
-            keys = [f"{p}:t", *(f"{p}:e:{k}" for k, _, _, _ in chunk)]
+            keys = [f"{p}:t", self._version_key(), *(f"{p}:e:{k}" for k, _, _, _ in chunk)]
             args: list[str | int] = []
             for k, seq, ts, payload in chunk:
                 args.extend((k, seq, "" if ts is None else ts, payload))
@@ -408,6 +427,9 @@ class RedisStore:
     def set_watermark(self, source: str, seq: int) -> None:
         self._r.set(f"{self._p(source)}:w", int(seq))
 
+    def version(self) -> object:
+        return self._r.get(self._version_key())
+
     def prune(self, source: str, older_than: dt.datetime) -> int:
         p = self._p(source)
         bound = epoch_us(older_than)
@@ -423,6 +445,7 @@ class RedisStore:
                 pipe.zremrangebyscore(f"{p}:e:{key}", seq, seq)
                 pipe.zrem(f"{p}:t", member)
                 dropped += 1
+        pipe.incr(self._version_key())
         pipe.execute()
         return dropped
 
@@ -447,6 +470,7 @@ class RedisStore:
         index = {f"{seq}:{k}": ts for k, members in wanted.items() for seq, ts in members.values() if ts is not None}
         if index:
             pipe.zadd(f"{p}:t", index)
+        pipe.incr(self._version_key())
         pipe.execute()
         return written
 
@@ -462,6 +486,7 @@ class RedisStore:
             dropped += sum(int(n) for n in pipe.execute())
             self._r.delete(*chunk)
         self._r.delete(f"{p}:t", f"{p}:w")
+        self._r.incr(self._version_key())
         return dropped
 
     def dump(self, source: str) -> list[tuple[str, int, int | None, str]]:

@@ -143,3 +143,43 @@ features tier {"""))
     result = online_features(spec, "m", store, 1, dt.datetime(2026, 1, 31))
     assert result.known_entity and result.values["recent.n_7d"] > 0
     store.close()
+
+
+def test_cached_rows_are_never_served_after_the_store_changes(churn_built: Path, tmp_path: Path) -> None:
+    """Rows are cached while the store's version holds; a write from another connection (as
+    `mlspec materialize` in another process makes) must show in the very next call."""
+    spec = compile_spec(churn_built / "churn.mlspec")
+    path = tmp_path / "online.sqlite"
+    reader, writer = SqliteStore(path), SqliteStore(path)
+    try:
+        with Warehouse.open(churn_built, read_only=True) as wh:
+            materialize(wh, spec, writer)
+        service = FeatureService(spec)
+        as_of = dt.datetime(2026, 10, 1)
+        before = service.features("churn_risk", reader, 7, as_of).values
+        assert service.features("churn_risk", reader, 7, as_of).values == before
+        assert service.cache.hits >= 2 and len(service.cache) == 2  # orders and customers of entity 7
+        order = {"__seq": 10**9, "order_id": 10**9, "customer_id": 7, "ordered_at": dt.datetime(2026, 9, 30, 12),
+                 "amount": 1234.5, "channel": "app"}
+        from mlspec.runtime.online.materialize import namespace
+
+        assert writer.write_rows(namespace(spec, "orders", "customer_id"), "customer_id", [order], "ordered_at") == 1
+        after = service.features("churn_risk", reader, 7, as_of).values
+        assert after["activity.orders_30d"] == before["activity.orders_30d"] + 1
+        assert after["activity.max_order_90d"] == 1234.5
+        assert after == FeatureService(spec, cache_rows=0).features("churn_risk", reader, 7, as_of).values
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_the_cache_is_bounded_by_rows(churn_online: tuple[Spec, SqliteStore]) -> None:
+    spec, store = churn_online
+    service = FeatureService(spec, cache_rows=300)
+    as_of = dt.datetime(2026, 10, 1)
+    uncached = FeatureService(spec, cache_rows=0)
+    for key in range(1, 40):
+        assert service.features("churn_risk", store, key, as_of) == uncached.features("churn_risk", store, key, as_of)
+    assert 0 < len(service.cache) < 39 * 2
+    assert service.cache.rows <= 300
+    assert len(uncached.cache) == 0

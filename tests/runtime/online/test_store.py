@@ -292,9 +292,49 @@ def test_redis_layout(redis_url: str) -> None:
     s.set_watermark("orders", 6)
     r: Any = redis.Redis.from_url(redis_url)
     assert sorted(r.keys("mlspec:proj:*")) == [b"mlspec:proj:meta:layout", b"mlspec:proj:orders:e:9",
-                                               b"mlspec:proj:orders:t", b"mlspec:proj:orders:w"]
+                                               b"mlspec:proj:orders:t", b"mlspec:proj:orders:w",
+                                               b"mlspec:proj:version"]
+    assert r.get("mlspec:proj:version") == b"1"  # one write that changed rows
     assert [int(score) for _, score in r.zrange("mlspec:proj:orders:e:9", 0, -1, withscores=True)] == [5, 6]
     assert r.zrange("mlspec:proj:orders:t", 0, -1) == [b"5:9", b"6:9"]
     assert r.get("mlspec:proj:orders:w") == b"6"
     r.close()
     s.close()
+
+
+def _other_writer(store: OnlineStore, tmp_path: Path, redis_url: str | None) -> OnlineStore:
+    """A second handle on the same store, as another process (materialize) would hold."""
+    if isinstance(store, SqliteStore):
+        return SqliteStore(store.path)
+    assert redis_url is not None
+    return RedisStore(redis_url, "test")
+
+
+def test_version_moves_on_every_change_of_rows_by_any_writer(store: OnlineStore, tmp_path: Path,
+                                                             request: pytest.FixtureRequest) -> None:
+    """Serving caches rows under `version()`: every way rows change must move it, whoever writes."""
+    url = request.getfixturevalue("redis_url") if isinstance(store, RedisStore) else None
+    other = _other_writer(store, tmp_path, url)
+    try:
+        seen = [store.version()]
+
+        def moved() -> bool:
+            now = store.version()
+            fresh = now not in seen
+            seen.append(now)
+            return fresh
+
+        other.write_rows("src", "k", [row(1), row(2)], ts_column="ts")
+        assert moved()
+        assert store.version() == seen[-1]  # stable while nothing changes
+        other.write_rows("src", "k", [row(1), row(2)], ts_column="ts")  # idempotent: nothing new
+        store.write_rows("src", "k", [row(3)], ts_column="ts")
+        assert moved()
+        other.prune("src", dt.datetime(2026, 1, 4))
+        assert moved()
+        other.replace_source("snap", "k", [row(10, key=5)], ts_column="ts")
+        assert moved()
+        store.clear("src")
+        assert moved()
+    finally:
+        other.close()

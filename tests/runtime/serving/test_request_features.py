@@ -179,6 +179,9 @@ def test_request_features_come_from_the_request(fraud: Spec, fraud_server: Serve
 class _DownStore:
     """A store whose backend went away mid-flight (what a Redis outage looks like to the app)."""
 
+    def version(self) -> object:
+        raise ConnectionError("connection refused")
+
     def rows_for(self, source: str, key: object) -> list[dict[str, object]]:
         raise ConnectionError("connection refused")
 
