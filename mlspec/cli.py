@@ -153,7 +153,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print_summary(summary, console)
     if summary.error:
         print(summary.error, file=sys.stderr)
-    return 0 if summary.ok else 1
+        return 1
+    if args.fail_on_rejected and summary.rejected:
+        from mlspec.runtime.runner import EXIT_REJECTED, rejection_message
+
+        for report in summary.rejected:
+            print(rejection_message(report), file=sys.stderr)
+        return EXIT_REJECTED
+    return 0
 
 
 def _registry(paths: Sequence[str]) -> tuple[Compiled, Registry]:
@@ -311,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="run a node and everything upstream of it")
     p.add_argument("--as-of", help="scoring time for batch serve nodes (default: now, UTC)")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    p.add_argument("--fail-on-rejected", action="store_true",
+                   help="exit 3 when a gate node rejects its candidate (the run still finishes; the champion "
+                        "stays): what orchestrators use to surface a rejection as a failed task")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("score", help="score every entity with the champion model (batch serve blocks)")

@@ -17,6 +17,8 @@ from mlspec.runtime import pipeline
 from mlspec.runtime.errors import RunError
 from mlspec.runtime.warehouse import Warehouse, new_run_id
 
+EXIT_REJECTED = 3  # `mlspec run --fail-on-rejected`: a gate node rejected its candidate (1 is a failed run)
+
 NOT_RUN_HERE = {
     "alert": "alert sinks are used by `mlspec monitor`",
     "monitor": "monitors run with `mlspec monitor`",
@@ -45,9 +47,31 @@ class RunSummary:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def rejected(self) -> list[NodeReport]:
+        """Gate nodes that ran and rejected their candidate (the champion stayed)."""
+        return [n for n in self.nodes if n.kind == "gate" and n.status == "ok" and n.detail.get("passed") is False]
+
     def to_data(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "engine": self.engine, "ok": self.ok, "error": self.error, "hint": self.hint,
-                "warnings": self.warnings, "nodes": [n.__dict__ for n in self.nodes]}
+                "warnings": self.warnings, "rejected": [rejection(n) for n in self.rejected],
+                "nodes": [n.__dict__ for n in self.nodes]}
+
+
+def rejection(report: NodeReport) -> dict[str, Any]:
+    """What a rejecting gate node decided: the model, the candidate, the failed conditions, the champion."""
+    d = report.detail
+    failed = [{"rule": r.get("text"), "reason": r.get("reason")} for r in d.get("results", []) if not r.get("passed")]
+    return {"node": report.node, "model": report.node.split(":", 1)[1], "version": d.get("version"),
+            "failed": failed, "champion": d.get("champion")}
+
+
+def rejection_message(report: NodeReport) -> str:
+    """`error in gate:M: version V of model `M` was rejected by its gate: RULE (REASON); ...`."""
+    r = rejection(report)
+    conditions = "; ".join(f"{f['rule']} ({f['reason']})" for f in r["failed"]) or "no rule passed"
+    return (f"error in {r['node']}: version {r['version']} of model `{r['model']}` was rejected by its gate: "
+            f"{conditions}; the champion stays {r['champion'] or 'unset'}")
 
 
 def runners() -> dict[str, pipeline.NodeRunner]:

@@ -124,12 +124,15 @@ def test_dagbag_imports_with_zero_errors_and_mirrors_the_mlspec_dag(name: str, o
     operator = "BashOperator" if op == "bash" else "KubernetesPodOperator"
     for nid in ctx.nodes:
         t = pipeline[task_id(nid)]
-        assert t["operator"] == operator and t["retries"] == 2 and t["backoff"] == 2.0 and t["callback"]
-        assert t["timeout"] == (180 if nid.startswith("model:") else 60) * 60
+        gate = nid.startswith("gate:")  # a rejection is deterministic: the gate task is not retried
+        assert t["operator"] == operator and t["retries"] == (0 if gate else 2) and t["backoff"] == 2.0
+        assert t["callback"] and t["timeout"] == (180 if nid.startswith("model:") else 60) * 60
+        args = ["run", "--node", nid, f"{name}.mlspec", *(["--fail-on-rejected"] if gate else [])]
         if op == "bash":
-            assert t["command"].endswith(f"run --node {nid} {name}.mlspec")
+            assert t["command"].endswith(" ".join(args))
         else:
-            assert t["command"] == ["mlspec", "run", "--node", nid, f"{name}.mlspec"]
+            assert t["command"] == ["mlspec", *args]
+    assert any(n.startswith("gate:") for n in ctx.nodes)
     monitor = bag["dags"][f"{name}_monitor"]["tasks"]
     assert monitor["monitor"]["retries"] == 0 and monitor["monitor"]["downstream"] == ["request_retrain"]
     request = monitor["request_retrain"]
@@ -195,3 +198,25 @@ def test_airflow_dags_test_runs_the_churn_pipeline(tmp_path: Path) -> None:
         rows = con.execute("SELECT node, status, count(DISTINCT run_id) FROM _mlspec_node_runs GROUP BY ALL").fetchall()
     ctx = make_context(spec, dag, "churn.mlspec")
     assert sorted(rows) == sorted((n, "ok", 1) for n in ctx.nodes)
+
+    # A gate no candidate passes: the next DAG run's gate task fails (exit 3, no retry), scoring waits,
+    # and the champion stays.
+    text = (project / "churn.mlspec").read_text(encoding="utf-8")
+    assert "    auc >= 0.70\n" in text
+    (project / "churn.mlspec").write_text(text.replace("    auc >= 0.70\n", "    auc >= 0.999\n"), encoding="utf-8")
+    spec, dag = compile_paths([project / "churn.mlspec"]).checked
+    for rel, text in generate("airflow", spec, dag, "churn.mlspec").items():
+        (dags / rel).write_text(text)
+    proc = subprocess.run([airflow, "dags", "test", "churn_pipeline", "2026-06-02"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900)
+    log = proc.stdout + proc.stderr
+    states = subprocess.run([airflow, "tasks", "states-for-dag-run", "churn_pipeline", "2026-06-02", "-o", "json"],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert states.returncode == 0, states.stderr[-4000:]
+    by_task = {t["task_id"]: t["state"] for t in json.loads(states.stdout[states.stdout.index("["):])}
+    assert by_task["gate_churn_risk"] == "failed", log[-6000:]
+    assert by_task["score_churn_risk"] == "upstream_failed"
+    assert all(state == "success" for t, state in by_task.items() if t not in ("gate_churn_risk", "score_churn_risk"))
+    assert "was rejected by its gate: auc >= 0.999 (auc = " in log, log[-6000:]
+    after = json.loads((project / ".mlspec/registry/churn_risk/champion.json").read_text())
+    assert after["current"] == champion["current"], "the rejected candidate never becomes the champion"

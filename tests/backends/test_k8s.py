@@ -118,7 +118,14 @@ def test_batch_serve_and_monitor_cronjobs() -> None:
     score, monitor = jobs["churn-score-churn-risk"], jobs["churn-monitor-churn-risk"]
     assert score["spec"]["schedule"] == "0 2 * * *"
     container = score["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["mlspec", "run", "--until", "serve:churn_risk", "churn.mlspec"]
+    assert container["args"] == ["mlspec", "run", "--until", "serve:churn_risk", "churn.mlspec", "--fail-on-rejected"]
+    # a rejected gate (exit 3) fails the Job at once: retrying would only train and reject again
+    from mlspec.runtime.runner import EXIT_REJECTED
+
+    rules = score["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
+    assert rules == [{"action": "FailJob", "onExitCodes": {"containerName": container["name"], "operator": "In",
+                                                           "values": [EXIT_REJECTED]}}]
+    assert score["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 2
     container = monitor["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["mlspec", "monitor", "churn.mlspec"]
     assert monitor["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0

@@ -73,7 +73,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    tags=["mlspec", PROJECT, "retraining"],
+    tags=['mlspec', PROJECT, 'retraining'],
     doc_md=__doc__,
 ) as dag:
     # retrains on fresh data, gates against the champion, promotes only when the gate passes

@@ -68,7 +68,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    tags=["mlspec", PROJECT, "monitoring"],
+    tags=['mlspec', PROJECT, 'monitoring'],
     doc_md=__doc__,
 ) as dag:
     # exit 1 means an alert fired (the monitor sends it): the task fails and is not retried

@@ -5,7 +5,9 @@
 
 The mlspec pipeline of project sensors: extract -> check -> features -> train -> gate
 (registers the model, promoted when the gate passes) -> score. One task per node that
-`mlspec run` executes, with the mlspec DAG's dependencies.
+`mlspec run` executes, with the mlspec DAG's dependencies. A check that stops the run (on_fail =
+fail, a failed dataset rule, every row of a source quarantined) fails its task; a gate that
+rejects the candidate fails the gate task (exit 3) and scoring waits.
 """
 
 from __future__ import annotations
@@ -108,6 +110,19 @@ RUNBOOKS = {
     'gate_failure_risk': 'RUNBOOK.md#gate-failure_risk',
 }
 
+
+def node_task(task_id, node):
+    """`mlspec run --node NODE`. A gate task runs with --fail-on-rejected: when the gate rejects the candidate
+    it exits 3 and fails (not retried: a rejection is deterministic), so scoring waits for a passing model.
+    To score with the unchanged champion anyway, mark the failed gate task successful."""
+    args = ["run", "--node", node, SPEC]
+    kwargs = {"execution_timeout": datetime.timedelta(minutes=TIMEOUT_MINUTES[task_id])}
+    if node.startswith("gate:"):
+        args.append("--fail-on-rejected")
+        kwargs["retries"] = 0
+    return mlspec_task(task_id, args, **kwargs)
+
+
 with DAG(
     dag_id='sensors_pipeline',
     description='mlspec pipeline of sensors',
@@ -116,13 +131,9 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    tags=["mlspec", PROJECT],
+    tags=['mlspec', PROJECT],
     doc_md=__doc__,
 ) as dag:
-    tasks = {
-        task_id: mlspec_task(task_id, ["run", "--node", node, SPEC],
-                             execution_timeout=datetime.timedelta(minutes=TIMEOUT_MINUTES[task_id]))
-        for task_id, node in NODES.items()
-    }
+    tasks = {task_id: node_task(task_id, node) for task_id, node in NODES.items()}
     for upstream, downstream in EDGES:
         tasks[upstream] >> tasks[downstream]

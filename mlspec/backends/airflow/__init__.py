@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from mlspec.backends import BackendError
 from mlspec.backends.airflow import render
-from mlspec.backends.airflow.render import fill, py
+from mlspec.backends.airflow.render import fill, py, with_dag
 from mlspec.backends.common import (
     Context,
     cron,
@@ -173,10 +173,12 @@ class _Modules:
         runbooks = {t: self.node_runbook(n) for t, n in nodes.items()}
         doc = (f"The mlspec pipeline of project {ctx.project}: extract -> check -> features -> train -> gate\n"
                "(registers the model, promoted when the gate passes) -> score. One task per node that\n"
-               "`mlspec run` executes, with the mlspec DAG's dependencies.")
+               "`mlspec run` executes, with the mlspec DAG's dependencies. A check that stops the run (on_fail =\n"
+               "fail, a failed dataset rule, every row of a source quarantined) fails its task; a gate that\n"
+               "rejects the candidate fails the gate task (exit 3) and scoring waits.")
         body = fill(render.PIPELINE, nodes=py(nodes), edges=py([(task_id(a), task_id(b)) for a, b in ctx.edges]),
-                    timeouts=py(timeouts), runbooks=py(runbooks), dag_id=py(f"{ctx.project}_pipeline"),
-                    description=py(f"mlspec pipeline of {ctx.project}"), schedule=schedule)
+                    timeouts=py(timeouts), runbooks=py(runbooks),
+                    with_dag=with_dag(f"{ctx.project}_pipeline", f"mlspec pipeline of {ctx.project}", schedule))
         return self.prelude(f"{ctx.project}: the mlspec pipeline.", doc, sdk) + body
 
     def monitor(self) -> str:
@@ -187,9 +189,9 @@ class _Modules:
         runbooks = {"monitor": self.runbook("section-paged"), "request_retrain": self.runbook("section-paged")}
         doc = ("Runs `mlspec monitor` on a schedule. The monitor sends its own alerts; exit 1 (an alert fired)\n"
                "fails the task, and when a monitor has a `-> retrain` action the retrain asset is emitted.")
-        body = fill(render.MONITOR, runbooks=py(runbooks), retrain_asset=asset, dag_id=py(f"{ctx.project}_monitor"),
-                    description=py(f"mlspec monitors of {ctx.project}"), schedule=py(self.monitor_schedule),
-                    timeout=py(self.ints["timeout_minutes"]))
+        body = fill(render.MONITOR, runbooks=py(runbooks), retrain_asset=asset, timeout=py(self.ints["timeout_minutes"]),
+                    with_dag=with_dag(f"{ctx.project}_monitor", f"mlspec monitors of {ctx.project}",
+                                      py(self.monitor_schedule), "monitoring"))
         return self.prelude(f"{ctx.project}: mlspec monitoring.", doc, sdk, bash=self.retrain_on_alert) + body
 
     def retrain(self) -> str:
@@ -211,8 +213,9 @@ class _Modules:
                "`retrain every` interval. The gate decides whether the new model becomes the champion.")
         body = fill(render.RETRAIN, runbooks=py({"retrain": self.runbook("section-gates")}),
                     retrain_asset=asset_expr if self.retrain_on_alert else "None",
-                    dag_id=py(f"{ctx.project}_retrain"), description=py(f"mlspec retraining of {ctx.project}"),
-                    schedule=schedule, timeout=py(self.ints["train_timeout_minutes"]))
+                    timeout=py(self.ints["train_timeout_minutes"]),
+                    with_dag=with_dag(f"{ctx.project}_retrain", f"mlspec retraining of {ctx.project}", schedule,
+                                      "retraining"))
         return self.prelude(f"{ctx.project}: mlspec retraining.", doc, sdk) + body
 
 

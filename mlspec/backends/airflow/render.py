@@ -36,6 +36,26 @@ def fill(template: str, **values: str) -> str:
     return string.Template(template).substitute(values)
 
 
+def with_dag(dag_id: str, description: str, schedule: str, tag: str | None = None) -> str:
+    """The `with DAG(...) as dag:` statement every module's body opens with: the same defaults in every
+    DAG (start date, no catch-up, one active run, the shared default_args). `schedule` is an expression."""
+    tags = ", ".join(["'mlspec'", "PROJECT", *([py(tag)] if tag else [])])
+    return fill(WITH_DAG, dag_id=py(dag_id), description=py(description), schedule=schedule, tags=f"[{tags}]")
+
+
+WITH_DAG = '''with DAG(
+    dag_id=$dag_id,
+    description=$description,
+    schedule=$schedule,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=$tags,
+    doc_md=__doc__,
+) as dag:'''
+
+
 # ---- the shared top of every module ------------------------------------------------------------
 PRELUDE = '''"""$title
 
@@ -88,11 +108,6 @@ def mlspec_task(task_id, args, secrets=(), **kwargs):
                         env=env or None, append_env=True, doc_md=RUNBOOKS.get(task_id, RUNBOOK_URL), **kwargs)
 '''
 
-BASH_IMPORTS = '''import shlex
-
-from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG'''
-
 K8S_TASK = '''
 IMAGE = $image
 NAMESPACE = $namespace
@@ -125,12 +140,6 @@ def mlspec_task(task_id, args, secrets=(), **kwargs):
     )
 '''
 
-K8S_IMPORTS = '''
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.providers.cncf.kubernetes.secret import Secret
-from airflow.sdk import DAG
-from kubernetes.client import models as k8s'''
-
 PIPELINE = '''
 
 # task id -> the mlspec node it runs, in run order; edges are the DAG's, between those nodes
@@ -139,22 +148,21 @@ EDGES = $edges
 TIMEOUT_MINUTES = $timeouts
 RUNBOOKS = $runbooks
 
-with DAG(
-    dag_id=$dag_id,
-    description=$description,
-    schedule=$schedule,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=["mlspec", PROJECT],
-    doc_md=__doc__,
-) as dag:
-    tasks = {
-        task_id: mlspec_task(task_id, ["run", "--node", node, SPEC],
-                             execution_timeout=datetime.timedelta(minutes=TIMEOUT_MINUTES[task_id]))
-        for task_id, node in NODES.items()
-    }
+
+def node_task(task_id, node):
+    """`mlspec run --node NODE`. A gate task runs with --fail-on-rejected: when the gate rejects the candidate
+    it exits 3 and fails (not retried: a rejection is deterministic), so scoring waits for a passing model.
+    To score with the unchanged champion anyway, mark the failed gate task successful."""
+    args = ["run", "--node", node, SPEC]
+    kwargs = {"execution_timeout": datetime.timedelta(minutes=TIMEOUT_MINUTES[task_id])}
+    if node.startswith("gate:"):
+        args.append("--fail-on-rejected")
+        kwargs["retries"] = 0
+    return mlspec_task(task_id, args, **kwargs)
+
+
+$with_dag
+    tasks = {task_id: node_task(task_id, node) for task_id, node in NODES.items()}
     for upstream, downstream in EDGES:
         tasks[upstream] >> tasks[downstream]
 '''
@@ -164,17 +172,7 @@ MONITOR = '''
 RUNBOOKS = $runbooks
 RETRAIN_ASSET = $retrain_asset
 
-with DAG(
-    dag_id=$dag_id,
-    description=$description,
-    schedule=$schedule,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=["mlspec", PROJECT, "monitoring"],
-    doc_md=__doc__,
-) as dag:
+$with_dag
     # exit 1 means an alert fired (the monitor sends it): the task fails and is not retried
     monitor = mlspec_task("monitor", ["monitor", SPEC], secrets=SECRETS, retries=0,
                           execution_timeout=datetime.timedelta(minutes=$timeout))
@@ -189,17 +187,7 @@ RETRAIN = '''
 RUNBOOKS = $runbooks
 RETRAIN_ASSET = $retrain_asset
 
-with DAG(
-    dag_id=$dag_id,
-    description=$description,
-    schedule=$schedule,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=["mlspec", PROJECT, "retraining"],
-    doc_md=__doc__,
-) as dag:
+$with_dag
     # retrains on fresh data, gates against the champion, promotes only when the gate passes
     mlspec_task("retrain", ["retrain", SPEC], secrets=SECRETS,
                 execution_timeout=datetime.timedelta(minutes=$timeout))

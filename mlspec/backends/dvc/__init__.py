@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlspec.backends import BackendError
-from mlspec.backends.common import STEP, Context, header, make_context, step, yaml_dump
+from mlspec.backends.common import STEP, Context, header, make_context, option_choice, step, yaml_dump
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -38,14 +38,20 @@ def dvc_path(value: str, what: str) -> str:
 class DvcBackend:
     name = "dvc"
     description = "dvc.yaml (extract, features, train, evaluate, score stages) and params.yaml"
-    options: Mapping[str, str] = {}
+    options: Mapping[str, str] = {
+        # true: an evaluate stage whose gate rejects the candidate fails `dvc repro` (exit 3 of
+        # `mlspec run --fail-on-rejected`), as CI wants; false keeps the rejection as metrics only
+        # (`dvc exp run` keeps experiments whose model the gate rejected)
+        "fail_on_rejected": "false",
+    }
 
     def generate(self, spec: Spec, dag: nx.DiGraph, spec_path: str, options: Mapping[str, str]) -> dict[str, str]:
         ctx = make_context(spec, dag, spec_path)
+        strict = option_choice(options, "fail_on_rejected", ("false", "true")) == "true"
         top = header(ctx, self.name)
         usage = ("# Copy dvc.yaml and params.yaml next to the spec, then `dvc repro`. After editing the spec run\n"
                  "# `mlspec compile --target dvc` again: params.yaml carries every node's fingerprint.\n")
-        return {"dvc.yaml": top + usage + yaml_dump({"stages": stages(ctx)}),
+        return {"dvc.yaml": top + usage + yaml_dump({"stages": stages(ctx, fail_on_rejected=strict)}),
                 "params.yaml": top + yaml_dump(params(ctx))}
 
 
@@ -55,7 +61,7 @@ def params(ctx: Context) -> dict[str, Any]:
     return {"models": models, "mlspec": {"fingerprint": ctx.fingerprint, "nodes": nodes}}
 
 
-def stages(ctx: Context) -> dict[str, Any]:
+def stages(ctx: Context, *, fail_on_rejected: bool = False) -> dict[str, Any]:
     parents: dict[str, list[str]] = {n: [] for n in ctx.nodes}
     for a, b in ctx.edges:
         parents[b].append(a)
@@ -67,8 +73,9 @@ def stages(ctx: Context) -> dict[str, Any]:
         deps = [f"{REPORTS}/{stage_name(p)}.json" for p in sorted(parents[nid])]
         if kind == "source":
             deps.append(dvc_path(ctx.spec.source(name).path, f"source {name} path"))
+        flag = " --fail-on-rejected" if kind == "gate" and fail_on_rejected else ""
         entry: dict[str, Any] = {
-            "cmd": f"mkdir -p {REPORTS} && mlspec run --node {nid} {ctx.spec_arg} --json > {report}",
+            "cmd": f"mkdir -p {REPORTS} && mlspec run --node {nid} {ctx.spec_arg}{flag} --json > {report}",
             "deps": deps,
             "params": [f"mlspec.nodes.{stage}"] + ([f"models.{name}"] if kind == "model" and _has_params(ctx, name)
                                                    else []),

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from mlspec.ir.spec import Monitor, Serve, Spec
 
+EXIT_REJECTED = 3  # `mlspec run --fail-on-rejected` when a gate rejects (mlspec.runtime.runner)
 WORKSPACE = "/workspace"  # the project directory inside every container (see the docker target)
 REGISTRY_MOUNT = "/var/lib/mlspec"
 PORT = 8080
@@ -169,10 +170,15 @@ class _Manifests:
         }
 
     def cronjob(self, name: str, component: str, schedule: str, args: list[str], *, retries: int,
-                extra: Mapping[str, str]) -> dict[str, Any]:
+                extra: Mapping[str, str], fail_job_on: tuple[int, ...] = (),
+                env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         labels = {**self.labels(component), **extra}
-        pod = self.pod(self.container(args, secrets=True), {"persistentVolumeClaim": {"claimName": self.claim}},
+        pod = self.pod(self.container(args, secrets=True, env=env), {"persistentVolumeClaim": {"claimName": self.claim}},
                        "Never")
+        job: dict[str, Any] = {"backoffLimit": retries}
+        if fail_job_on:  # exit codes that are verdicts, not faults: fail the Job at once, no retry
+            job["podFailurePolicy"] = {"rules": [{"action": "FailJob", "onExitCodes": {
+                "containerName": "mlspec", "operator": "In", "values": list(fail_job_on)}}]}
         return {
             "apiVersion": "batch/v1",
             "kind": "CronJob",
@@ -185,7 +191,7 @@ class _Manifests:
                 "successfulJobsHistoryLimit": 3,
                 "failedJobsHistoryLimit": 3,
                 "jobTemplate": {"metadata": {"labels": labels}, "spec": {
-                    "backoffLimit": retries,
+                    **job,
                     "activeDeadlineSeconds": self.timeout,
                     "ttlSecondsAfterFinished": 86400,
                     "template": {"metadata": {"labels": labels}, "spec": pod},
@@ -210,9 +216,12 @@ class _Manifests:
 
     def score_cronjob(self, serve: Serve) -> dict[str, Any]:
         assert serve.schedule is not None
-        args = ["mlspec", "run", "--until", f"serve:{serve.name}", self.ctx.spec_arg]
+        # the run scores with the champion even when the gate rejects the new candidate, then exits 3
+        # (--fail-on-rejected): the Job fails, visibly, without retraining again on retry
+        args = ["mlspec", "run", "--until", f"serve:{serve.name}", self.ctx.spec_arg, "--fail-on-rejected"]
         return self.cronjob(dns_label(self.ctx.project, "score", serve.name, limit=52), "score", cron(serve.schedule),
-                            args, retries=2, extra={"mlspec.dev/serve": dns_label(serve.name)})
+                            args, retries=2, extra={"mlspec.dev/serve": dns_label(serve.name)},
+                            fail_job_on=(EXIT_REJECTED,))
 
     def monitor_cronjob(self, mon: Monitor) -> dict[str, Any]:
         # exit 1 means an alert fired: the alert is sent by the job itself, so it is not retried
