@@ -4,6 +4,7 @@ errors), the PrometheusRule against the operator's structure, and the properties
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -127,8 +128,33 @@ def test_batch_serve_and_monitor_cronjobs() -> None:
                                                            "values": [EXIT_REJECTED]}}]
     assert score["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 2
     container = monitor["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["mlspec", "monitor", "churn.mlspec"]
+    assert container["args"] == ["mlspec", "monitor", "churn.mlspec", "--pushgateway", "$(MLSPEC_PUSHGATEWAY_URL)"]
     assert monitor["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_monitor_jobs_push_to_the_pushgateway_set_in_the_configmap(name: str) -> None:
+    """`$(VAR)` in args is expanded by Kubernetes from the container's env: the variable must be defined
+    there, from a key the generated ConfigMap has."""
+    (cm,) = by_kind(name, "ConfigMap")
+    assert cm["data"]["pushgateway_url"] == ""  # the user sets it: option pushgateway_url, or a patch
+    for job in by_kind(name, "CronJob"):
+        container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        referenced = {m for a in container["args"] for m in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", a)}
+        env = {e["name"]: e for e in container["env"]}
+        assert referenced <= set(env), referenced
+        if container["args"][1] != "monitor":
+            assert not referenced
+            continue
+        assert referenced == {"MLSPEC_PUSHGATEWAY_URL"}
+        ref = env["MLSPEC_PUSHGATEWAY_URL"]["valueFrom"]["configMapKeyRef"]
+        assert ref == {"name": cm["metadata"]["name"], "key": "pushgateway_url"}
+    assert "set it (option pushgateway_url)" in golden_files(name, "k8s")["kustomization.yaml"]
+    spec, dag = example(name)
+    files = generate("k8s", spec, dag, f"specs/{name}.mlspec", {"pushgateway_url": "http://pushgateway.monitoring:9091"})
+    (cm,) = [d for d in yaml.safe_load_all(files["configmap.yaml"])]
+    assert cm["data"]["pushgateway_url"] == "http://pushgateway.monitoring:9091"
+    assert "option pushgateway_url" not in files["kustomization.yaml"]
 
 
 def test_configmap_holds_the_compiled_spec() -> None:
@@ -157,7 +183,8 @@ def test_prometheus_rules_follow_the_monitor_thresholds() -> None:
 def test_options_are_validated() -> None:
     spec, dag = example("churn")
     for options in ({"image": "bad image"}, {"namespace": "Not_A_Label"}, {"cpu_limit": "lots"},
-                    {"monitor_schedule": "every hour"}, {"registry_url": "ftp://x"}):
+                    {"monitor_schedule": "every hour"}, {"registry_url": "ftp://x"},
+                    {"pushgateway_url": "file:///etc/passwd"}, {"pushgateway_url": "http://x/$(id)'"}):
         with pytest.raises(BackendError):
             generate("k8s", spec, dag, "specs/churn.mlspec", options)
     files = generate("k8s", spec, dag, "specs/churn.mlspec", {"namespace": "ml", "image": "registry.example/churn:1"})

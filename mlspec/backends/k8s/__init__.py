@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
     from mlspec.ir.spec import Monitor, Serve, Spec
 
+PUSHGATEWAY_ENV = "MLSPEC_PUSHGATEWAY_URL"
+PUSHGATEWAY_KEY = "pushgateway_url"  # in the spec ConfigMap
 EXIT_REJECTED = 3  # `mlspec run --fail-on-rejected` when a gate rejects (mlspec.runtime.runner)
 WORKSPACE = "/workspace"  # the project directory inside every container (see the docker target)
 REGISTRY_MOUNT = "/var/lib/mlspec"
@@ -58,6 +60,9 @@ class KubernetesBackend:
         "workspace_claim": "",  # default: mlspec-<project>-workspace
         "workspace_size": "10Gi",
         "registry_url": "",  # default: the workspace claim's registry, mounted read-only
+        # the Pushgateway `mlspec monitor` pushes mlspec_monitor_value to (what the PrometheusRule reads);
+        # stored in the spec ConfigMap under pushgateway_url, so it can also be patched there
+        "pushgateway_url": "",
         "monitor_schedule": "0 * * * *",
         "cpu_request": "500m", "cpu_limit": "2", "memory_request": "1Gi", "memory_limit": "2Gi",
         "target_cpu_percent": "70",
@@ -90,6 +95,9 @@ def _usage(k: _Manifests) -> str:
              "give it a ReadWriteMany storage class, or set the registry_url option to a registry archive."]
     if envs:
         lines.append(f"Secrets (values never appear here): kubectl create secret generic {k.secret} {envs}")
+    if k.ctx.spec.monitors and not k.pushgateway:
+        lines.append(f"Monitor jobs push to the Pushgateway in ConfigMap {k.configmap_name} key {PUSHGATEWAY_KEY}: "
+                     "set it (option pushgateway_url) or the PrometheusRule's monitor alerts see no data.")
     return "".join(f"# {line}\n" for line in lines)
 
 
@@ -114,6 +122,9 @@ class _Manifests:
         self.registry_url = options["registry_url"] or f"file://{REGISTRY_MOUNT}/.mlspec/registry"
         if not URL.fullmatch(self.registry_url):
             raise BackendError(f"option registry_url={self.registry_url!r} is not a file:// or http(s):// URL")
+        self.pushgateway = options["pushgateway_url"]
+        if self.pushgateway and not (URL.fullmatch(self.pushgateway) and self.pushgateway.startswith("http")):
+            raise BackendError(f"option pushgateway_url={self.pushgateway!r} is not an http(s):// URL")
         self.schedule = cron(options["monitor_schedule"])
         self.timeout = option_int(options, "job_timeout_seconds")
         self.cpu_percent = option_int(options, "target_cpu_percent")
@@ -207,7 +218,7 @@ class _Manifests:
                                f"({CONFIGMAP_LIMIT // 1024} KiB of its 1 MiB)")
         return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": self.meta(self.configmap_name, "spec"),
                 "data": {"compiled.json": text + "\n", "fingerprint": self.ctx.fingerprint,
-                         "spec": self.ctx.spec_arg}}
+                         PUSHGATEWAY_KEY: self.pushgateway, "spec": self.ctx.spec_arg}}
 
     def workspace(self) -> dict[str, Any]:
         return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": self.meta(self.claim, "workspace"),
@@ -224,10 +235,14 @@ class _Manifests:
                             fail_job_on=(EXIT_REJECTED,))
 
     def monitor_cronjob(self, mon: Monitor) -> dict[str, Any]:
-        # exit 1 means an alert fired: the alert is sent by the job itself, so it is not retried
+        # exit 1 means an alert fired: the alert is sent by the job itself, so it is not retried.
+        # The measurements go to the Pushgateway named in the spec ConfigMap (Kubernetes expands
+        # $(VAR) in args from the container's env), as the gauge the PrometheusRule reads.
+        env = [{"name": PUSHGATEWAY_ENV, "valueFrom": {"configMapKeyRef": {"name": self.configmap_name,
+                                                                            "key": PUSHGATEWAY_KEY}}}]
+        args = ["mlspec", "monitor", self.ctx.spec_arg, "--pushgateway", f"$({PUSHGATEWAY_ENV})"]
         return self.cronjob(dns_label(self.ctx.project, "monitor", mon.name, limit=52), "monitor", self.schedule,
-                            ["mlspec", "monitor", self.ctx.spec_arg], retries=0,
-                            extra={"mlspec.dev/monitor": dns_label(mon.name)})
+                            args, retries=0, extra={"mlspec.dev/monitor": dns_label(mon.name)}, env=env)
 
     def rule(self, mon: Monitor) -> dict[str, Any]:
         doc = prometheus_rule(self.ctx, mon, self.labels("alerts"), self.o["runbook_url"])

@@ -61,6 +61,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="print info rows too (every statistic, not just rules)")
     p.add_argument("--min-new-labels", type=int, help="retrain guardrail for --act (default 100)")
     p.add_argument("--min-interval", type=parse_duration, help="retrain guardrail for --act (default 1d)")
+    p.add_argument("--pushgateway", metavar="URL",
+                   help="push the measurements as the gauge mlspec_monitor_value{project,monitor,metric,subject} "
+                        "(base units) to this Prometheus Pushgateway, job mlspec_<project>; an empty URL warns")
+    p.add_argument("--metrics-file", metavar="PATH",
+                   help="write the same gauge to PATH for node-exporter's textfile collector (name it *.prom)")
     p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("report", help="write a self-contained HTML monitoring dashboard")
@@ -148,7 +153,38 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         print_run(run, Console(), show_all=args.all)
     for w in run.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    return 0 if run.ok else 1
+    exported = _export(run, args)
+    return 0 if run.ok and exported else 1
+
+
+def _export(run: MonitorRun, args: argparse.Namespace) -> bool:
+    """--pushgateway and --metrics-file; False (after saying why) when an export failed."""
+    from mlspec.runtime.monitoring.promtext import monitor_samples, push_monitor, write_monitor_textfile
+
+    wanted = args.pushgateway is not None or args.metrics_file is not None
+    if wanted and args.dry_run:
+        print("note: --dry-run: nothing pushed or written", file=sys.stderr)
+        return True
+    ok = True
+    if args.pushgateway is not None:
+        url = args.pushgateway.strip()
+        if not url:  # e.g. $(MLSPEC_PUSHGATEWAY_URL) of a CronJob whose ConfigMap key is still empty
+            print("warning: --pushgateway is empty: no measurement pushed, so Prometheus alert rules on "
+                  "mlspec_monitor_value see no data", file=sys.stderr)
+        else:
+            try:
+                job = push_monitor(run, url)
+                print(f"pushed {len(monitor_samples(run))} series to {url} (job {job})", file=sys.stderr)
+            except (OSError, ValueError) as e:
+                print(f"error: cannot push to the Pushgateway at {url}: {e}", file=sys.stderr)
+                ok = False
+    if args.metrics_file is not None:
+        try:
+            write_monitor_textfile(run, args.metrics_file)
+        except (OSError, ValueError) as e:
+            print(f"error: cannot write {args.metrics_file}: {e}", file=sys.stderr)
+            ok = False
+    return ok
 
 
 def _value(v: float | None, unit: str) -> str:

@@ -1,7 +1,13 @@
-"""Latency quantiles and error rate from a running `mlspec serve`'s Prometheus /metrics page.
+"""The Prometheus text format, both ways.
 
-Counters and histograms there count since the server started (not a window); monitoring uses
-them when the prediction log cannot answer (errors are not logged, only answered requests are).
+Reading: latency quantiles and error rate from a running `mlspec serve`'s /metrics page. Counters
+and histograms there count since the server started (not a window); monitoring uses them when the
+prediction log cannot answer (errors are not logged, only answered requests are).
+
+Writing: what `mlspec monitor` measured, as the gauge the generated PrometheusRule reads
+(mlspec/backends/k8s/alerts.py): `mlspec_monitor_value{project, monitor, metric, subject}` in base
+units (seconds for latency and freshness), pushed to a Pushgateway or written for node-exporter's
+textfile collector.
 """
 
 from __future__ import annotations
@@ -10,9 +16,19 @@ import math
 import re
 import urllib.request
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["histogram_quantile", "parse_samples", "scrape_serving", "serving_stats"]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from mlspec.runtime.monitoring.evaluate import MonitorRun
+
+__all__ = ["MONITOR_GAUGE", "MONITOR_LABELS", "histogram_quantile", "monitor_registry", "monitor_samples",
+           "parse_samples", "push_monitor", "scrape_serving", "serving_stats", "write_monitor_textfile"]
+
+MONITOR_GAUGE = "mlspec_monitor_value"
+MONITOR_LABELS = ("project", "monitor", "metric", "subject")
+_TO_BASE_UNIT = {"ms": 1e-3, "": 1.0}  # Measurement.unit -> factor to the Prometheus base unit
 
 _SAMPLE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
 _LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -80,3 +96,47 @@ def scrape_serving(url: str, serves: Iterable[str], timeout: float = 5.0) -> dic
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         text = resp.read().decode("utf-8", errors="replace")
     return serving_stats(text, serves)
+
+
+# ---- writing: the monitor gauge -------------------------------------------------------------------
+
+def monitor_samples(run: MonitorRun) -> dict[tuple[str, str, str, str], float]:
+    """(project, monitor, metric, subject) -> value in base units, for every measurement with a finite
+    value. A rule's measurement comes before the info row of the same metric and subject (evaluate.py
+    orders them so), and the first one of a label set is kept: one series per label set."""
+    out: dict[tuple[str, str, str, str], float] = {}
+    for m in run.measurements:
+        if m.value is None or not math.isfinite(m.value):
+            continue
+        key = (run.project, m.monitor, m.metric, m.subject)
+        if key not in out:
+            out[key] = float(m.value) * _TO_BASE_UNIT.get(m.unit, 1.0)
+    return out
+
+
+def monitor_registry(run: MonitorRun) -> CollectorRegistry:
+    """A fresh prometheus_client registry holding the monitor gauge of this run (nothing else)."""
+    from prometheus_client import CollectorRegistry, Gauge
+
+    registry = CollectorRegistry(auto_describe=True)
+    gauge = Gauge(MONITOR_GAUGE, "Latest value measured by `mlspec monitor` (base units: seconds, ratios)",
+                  list(MONITOR_LABELS), registry=registry)
+    for labels, value in sorted(monitor_samples(run).items()):
+        gauge.labels(*labels).set(value)
+    return registry
+
+
+def push_monitor(run: MonitorRun, url: str, timeout: float = 10.0) -> str:
+    """PUT the gauge to a Pushgateway, replacing the group `job="mlspec_<project>"`; returns the job name."""
+    from prometheus_client import push_to_gateway
+
+    job = f"mlspec_{run.project}"
+    push_to_gateway(url, job=job, registry=monitor_registry(run), timeout=timeout)
+    return job
+
+
+def write_monitor_textfile(run: MonitorRun, path: str) -> None:
+    """Write the gauge for node-exporter's textfile collector (atomically: a temp file, then a rename)."""
+    from prometheus_client import write_to_textfile
+
+    write_to_textfile(path, monitor_registry(run))
