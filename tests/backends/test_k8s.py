@@ -3,6 +3,7 @@ errors), the PrometheusRule against the operator's structure, and the properties
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -100,6 +101,56 @@ def test_realtime_serve_becomes_a_hardened_autoscaled_deployment() -> None:
     for selector in (service["spec"]["selector"], pdb["spec"]["selector"]["matchLabels"],
                      deployment["spec"]["selector"]["matchLabels"]):
         assert selector.items() <= labels.items()
+
+
+def test_streaming_serve_becomes_a_hardened_deployment_without_service_or_autoscaler() -> None:
+    spec, _ = example("sensors")
+    (serve,) = [s for s in spec.serves if s.mode == "streaming"]
+    files = golden_files("sensors", "k8s")
+    docs = list(yaml.safe_load_all(files[f"stream-{serve.name}.yaml"]))
+    assert [d["kind"] for d in docs] == ["Deployment", "PodDisruptionBudget"]
+    assert not by_kind("sensors", "Service") and not by_kind("sensors", "HorizontalPodAutoscaler")
+    deployment, pdb = docs
+    assert deployment["spec"]["replicas"] == serve.replicas[0] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["args"] == ["mlspec", "serve", "sensors.mlspec", "--host", "0.0.0.0", "--port", "8080"]
+    assert c["livenessProbe"]["httpGet"]["path"] == "/health" and c["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert set(c["resources"]) == {"requests", "limits"}
+    assert pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False and pod["automountServiceAccountToken"] is False
+    assert deployment["metadata"]["annotations"]["mlspec.dev/stream-input"] == serve.input_stream == "sensor_readings"
+    assert deployment["metadata"]["annotations"]["mlspec.dev/stream-output"] == serve.output_stream
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    # what runs there is said where it runs: no stream consumer exists yet
+    assert "mlspec has no stream consumer command yet" in files[f"stream-{serve.name}.yaml"]
+    single = dataclasses.replace(serve, replicas=(1, 4))
+    single_spec = dataclasses.replace(spec, serves=tuple(single if s is serve else s for s in spec.serves))
+    files = generate("k8s", single_spec, example("sensors")[1], "specs/sensors.mlspec")
+    kinds = [d["kind"] for d in yaml.safe_load_all(files[f"stream-{serve.name}.yaml"])]
+    assert kinds == ["Deployment"]  # one replica: no disruption budget to keep
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_every_container_runs_a_real_mlspec_command(name: str) -> None:
+    """The args of every generated container parse with mlspec's own CLI: no invented command or flag."""
+    from mlspec.cli import build_parser
+
+    parser = build_parser()
+    containers = [c for _, d in documents(name) for c in _pod(d).get("containers", [])]
+    assert containers
+    for c in containers:
+        assert c["args"][0] == "mlspec"
+        args, extra = parser.parse_known_args(c["args"][1:])
+        assert extra == [] and args.func.__name__ == f"cmd_{c['args'][1]}", c["args"]
+
+
+def _pod(doc: dict[str, Any]) -> dict[str, Any]:
+    spec = doc.get("spec", {})
+    template = spec.get("jobTemplate", {}).get("spec", {}).get("template") or spec.get("template") or {}
+    pod: dict[str, Any] = template.get("spec", {})
+    return pod
 
 
 def test_secrets_are_secret_key_refs_and_values_never_appear() -> None:

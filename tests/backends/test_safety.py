@@ -93,6 +93,11 @@ def test_hostile_yaml_loads_as_plain_data(hostile: dict[str, dict[str, str]]) ->
     compiled = json.loads(cm["data"]["compiled.json"])
     assert compiled["project"]["description"] == spec.project.description
     assert compiled["sources"][0]["path"] == spec.sources[0].path
+    (deployment, _pdb) = list(yaml.safe_load_all(hostile["k8s"]["stream-churn_stream.yaml"]))
+    stream = next(s for s in spec.serves if s.mode == "streaming")
+    annotations = deployment["metadata"]["annotations"]
+    assert (annotations["mlspec.dev/stream-input"], annotations["mlspec.dev/stream-output"]) == (
+        stream.input_stream, stream.output_stream) and "$(id)" in annotations["mlspec.dev/stream-input"]
     stages = yaml.safe_load(hostile["dvc"]["dvc.yaml"])["stages"]
     assert spec.source("orders").path in stages["extract_orders"]["deps"]
     assert "scores/$(id)'\"{{x}}\n.parquet" in stages["score_churn_risk"]["outs"]

@@ -2,7 +2,8 @@
 
 batch serve -> CronJob (`mlspec run --until serve:NAME`); realtime serve -> Deployment (probes,
 resources, non-root, read-only root filesystem) + Service + HorizontalPodAutoscaler +
-PodDisruptionBudget; monitor -> CronJob (`mlspec monitor`) + PrometheusRule. The compiled spec
+PodDisruptionBudget; streaming serve -> Deployment (+ PodDisruptionBudget from two replicas);
+monitor -> CronJob (`mlspec monitor`) + PrometheusRule. The compiled spec
 sits in a ConfigMap, env() secrets come from one Secret through secretKeyRef, and jobs share a
 workspace PersistentVolumeClaim (warehouse, registry, data, outputs).
 """
@@ -79,13 +80,22 @@ class KubernetesBackend:
                 files[f"score-{serve.name}.yaml"] = [k.score_cronjob(serve)]
             elif serve.mode == "realtime":
                 files[f"serve-{serve.name}.yaml"] = k.realtime(serve)
+            elif serve.mode == "streaming":
+                files[f"stream-{serve.name}.yaml"] = k.streaming(serve)
         for mon in spec.monitors:
             files[f"monitor-{mon.name}.yaml"] = [k.monitor_cronjob(mon), k.rule(mon)]
         files["kustomization.yaml"] = [{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                                         "resources": sorted(files)}]
         top = header(ctx, self.name)
-        return {name: top + (_usage(k) if name == "kustomization.yaml" else "") + yaml_documents(docs)
-                for name, docs in sorted(files.items())}
+        notes = {name: _comment([STREAMING_NOTE]) for name in files if name.startswith("stream-")}
+        notes["kustomization.yaml"] = _usage(k)
+        return {name: top + notes.get(name, "") + yaml_documents(docs) for name, docs in sorted(files.items())}
+
+
+def _comment(lines: list[str], width: int = 100) -> str:
+    import textwrap
+
+    return "".join(f"# {line}\n" for text in lines for line in textwrap.wrap(text, width - 2))
 
 
 def _usage(k: _Manifests) -> str:
@@ -251,11 +261,14 @@ class _Manifests:
                                "labels": doc["metadata"]["labels"]}
         return doc
 
-    def realtime(self, serve: Serve) -> list[dict[str, Any]]:
+    def deployment(self, serve: Serve, component: str,
+                   annotations: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+        """The Deployment of an online serve block running `mlspec serve` (probes, resources, non-root,
+        read-only root filesystem), and its pod selector."""
         name = dns_label(self.ctx.project, serve.name)
         extra = {"mlspec.dev/serve": dns_label(serve.name)}
         selector = {"app.kubernetes.io/part-of": dns_label(self.ctx.project), "mlspec.dev/serve": dns_label(serve.name)}
-        low, high = serve.replicas or (1, 1)
+        low, _ = serve.replicas or (1, 1)
         local_registry = self.registry_url.startswith(f"file://{REGISTRY_MOUNT}/")
         mounts = [{"name": "registry", "mountPath": REGISTRY_MOUNT, "readOnly": True}] if local_registry else []
         volumes = ([{"name": "registry", "persistentVolumeClaim": {"claimName": self.claim, "readOnly": True}}]
@@ -270,30 +283,58 @@ class _Manifests:
                                        "timeoutSeconds": 2, "failureThreshold": 3}
         container["livenessProbe"] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10,
                                       "timeoutSeconds": 2, "failureThreshold": 3}
-        template_meta = {"labels": {**self.labels("serve"), **extra},
+        template_meta = {"labels": {**self.labels(component), **extra},
                          "annotations": {"mlspec.dev/spec-fingerprint": self.ctx.fingerprint,
                                          "prometheus.io/scrape": "true", "prometheus.io/port": str(PORT),
                                          "prometheus.io/path": "/metrics"}}
         pod = self.pod(container, {"emptyDir": {}}, "Always", volumes)
         pod["terminationGracePeriodSeconds"] = 30
+        meta = self.meta(name, component, extra)
+        if annotations:
+            meta["annotations"] = {**meta["annotations"], **annotations}
         deployment = {
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": self.meta(name, "serve", extra),
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
             "spec": {"replicas": low, "revisionHistoryLimit": 5, "selector": {"matchLabels": selector},
                      "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                      "template": {"metadata": template_meta, "spec": pod}},
         }
-        service = {"apiVersion": "v1", "kind": "Service", "metadata": self.meta(name, "serve", extra),
+        return deployment, selector
+
+    def pdb(self, serve: Serve, component: str, selector: dict[str, str]) -> dict[str, Any]:
+        name = dns_label(self.ctx.project, serve.name)
+        return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": self.meta(name, component, {"mlspec.dev/serve": dns_label(serve.name)}),
+                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}}}
+
+    def realtime(self, serve: Serve) -> list[dict[str, Any]]:
+        deployment, selector = self.deployment(serve, "serve")
+        name, meta = deployment["metadata"]["name"], self.meta(deployment["metadata"]["name"], "serve",
+                                                               {"mlspec.dev/serve": dns_label(serve.name)})
+        low, high = serve.replicas or (1, 1)
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": meta,
                    "spec": {"type": "ClusterIP", "selector": selector,
                             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}
-        hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-               "metadata": self.meta(name, "serve", extra),
+        hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta,
                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                         "minReplicas": low, "maxReplicas": high,
                         "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
                             "type": "Utilization", "averageUtilization": self.cpu_percent}}}]}}
-        pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": self.meta(name, "serve", extra),
-               "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}}}
-        return [deployment, service, hpa, pdb]
+        return [deployment, service, hpa, self.pdb(serve, "serve", selector)]
+
+    def streaming(self, serve: Serve) -> list[dict[str, Any]]:
+        """A streaming serve block: a Deployment of `mlspec serve` (the only online serving command; it
+        serves realtime blocks and consumes no stream yet, see STREAMING_NOTE), `replicas` at the
+        range's lower bound, no Service or autoscaler (no request traffic to route or scale on); a
+        PodDisruptionBudget keeps all but one replica up through node drains when there are two or more."""
+        streams = {"mlspec.dev/stream-input": serve.input_stream, "mlspec.dev/stream-output": serve.output_stream}
+        deployment, selector = self.deployment(serve, "stream", {k: v for k, v in streams.items() if v})
+        low, _ = serve.replicas or (1, 1)
+        return [deployment, *([self.pdb(serve, "stream", selector)] if low >= 2 else [])]
+
+
+STREAMING_NOTE = ("mlspec has no stream consumer command yet: `mlspec serve` (run here) serves the realtime "
+                  "serve blocks over HTTP and exits with an error when the spec has none, so these pods "
+                  "do not read the input stream until it does.")
 
 
 BACKEND = KubernetesBackend()
