@@ -19,7 +19,7 @@ kubernetes_validate = pytest.importorskip("kubernetes_validate")
 jsonschema = pytest.importorskip("jsonschema")
 
 K8S_VERSION = "1.33.0"  # the Kubernetes release whose schemas the manifests must satisfy
-OWN_KINDS = {"PrometheusRule", "Kustomization"}  # CRD / kustomize: no upstream schema, checked below
+OWN_KINDS = {"PrometheusRule", "Kustomization", "InferenceService"}  # CRD / kustomize: no upstream schema, checked below
 
 # The parts of monitoring.coreos.com/v1 PrometheusRule the operator reads, closed to unknown fields.
 RULE_SCHEMA: dict[str, Any] = {
@@ -43,6 +43,45 @@ RULE_SCHEMA: dict[str, Any] = {
                             "for": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h|d|w|y)$"},
                             "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                             "annotations": {"type": "object", "additionalProperties": {"type": "string"}}}}}}}}}},
+    },
+}
+
+
+# serving.kserve.io/v1beta1 InferenceService, from KServe's API types (pkg/apis/serving/v1beta1):
+# PredictorSpec = one implementation (a framework spec, or PodSpec.containers for a custom predictor)
+# + PodSpec (inline; its fields are checked below by validating them as a real pod template)
+# + ComponentExtensionSpec (inline), closed to unknown fields.
+KSERVE_FRAMEWORKS = ("sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx", "huggingface", "pmml",
+                     "lightgbm", "paddle", "model", "storageUris", "workerSpec")
+KSERVE_PODSPEC = ("volumes", "initContainers", "containers", "ephemeralContainers", "restartPolicy",
+                  "terminationGracePeriodSeconds", "activeDeadlineSeconds", "dnsPolicy", "nodeSelector",
+                  "serviceAccountName", "serviceAccount", "automountServiceAccountToken", "nodeName", "hostNetwork",
+                  "hostPID", "hostIPC", "shareProcessNamespace", "securityContext", "imagePullSecrets", "hostname",
+                  "subdomain", "affinity", "schedulerName", "tolerations", "hostAliases", "priorityClassName",
+                  "priority", "dnsConfig", "readinessGates", "runtimeClassName", "enableServiceLinks",
+                  "preemptionPolicy", "overhead", "topologySpreadConstraints", "setHostnameAsFQDN", "os", "hostUsers",
+                  "schedulingGates", "resourceClaims")
+_STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+_COUNT = {"type": "integer", "minimum": 0}
+KSERVE_EXTENSION: dict[str, Any] = {
+    "minReplicas": _COUNT, "maxReplicas": _COUNT, "scaleTarget": _COUNT,
+    "scaleMetric": {"enum": ["cpu", "memory", "concurrency", "rps"]}, "containerConcurrency": _COUNT,
+    "timeout": _COUNT, "canaryTrafficPercent": {"type": "integer", "minimum": 0, "maximum": 100},
+    "logger": {"type": "object"}, "batcher": {"type": "object"}, "labels": _STRINGS, "annotations": _STRINGS,
+    "deploymentStrategy": {"type": "object"},
+}
+ISVC_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "serving.kserve.io/v1beta1"}, "kind": {"const": "InferenceService"},
+        "metadata": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+            # KServe's name rule; `<name>-predictor` names the Deployment and Service it creates
+            "name": {"type": "string", "pattern": "^[a-z]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63 - len("-predictor")},
+            "namespace": {"type": "string"}, "labels": _STRINGS, "annotations": _STRINGS}},
+        "spec": {"type": "object", "required": ["predictor"], "additionalProperties": False, "properties": {
+            "predictor": {"type": "object", "additionalProperties": False, "properties": {
+                **{k: {} for k in KSERVE_FRAMEWORKS + KSERVE_PODSPEC}, **KSERVE_EXTENSION}},
+            "transformer": {"type": "object"}, "explainer": {"type": "object"}}},
     },
 }
 
@@ -151,6 +190,60 @@ def _pod(doc: dict[str, Any]) -> dict[str, Any]:
     template = spec.get("jobTemplate", {}).get("spec", {}).get("template") or spec.get("template") or {}
     pod: dict[str, Any] = template.get("spec", {})
     return pod
+
+
+def test_kserve_inference_service_is_a_custom_predictor_running_mlspec_serve() -> None:
+    spec, dag = example("fraud")
+    (serve,) = [s for s in spec.serves if s.mode == "realtime"]
+    files = generate("k8s", spec, dag, "specs/fraud.mlspec", {"kserve": "true"})
+    docs = list(yaml.safe_load_all(files[f"serve-{serve.name}.yaml"]))
+    assert [d["kind"] for d in docs] == ["InferenceService", "PodDisruptionBudget"]  # KServe makes the rest
+    isvc, pdb = docs
+    jsonschema.validate(isvc, ISVC_SCHEMA)
+    annotations = isvc["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/deploymentMode"] == "Standard"
+    assert annotations["serving.kserve.io/autoscalerClass"] == "hpa"
+    predictor = isvc["spec"]["predictor"]
+    assert not set(predictor) & set(KSERVE_FRAMEWORKS), "a custom predictor: containers only"
+    (container,) = predictor["containers"]
+    assert container["name"] == "kserve-container"
+    assert container["args"] == ["mlspec", "serve", "fraud.mlspec", "--host", "0.0.0.0", "--port", "8080"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == serve.replicas == (3, 20)
+    assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("cpu", 70)
+    # the pod fields are core PodSpec fields: validate them strictly as the template of a real Deployment
+    pod = {k: v for k, v in predictor.items() if k in KSERVE_PODSPEC}
+    assert set(predictor) - set(pod) <= set(KSERVE_EXTENSION)
+    kubernetes_validate.validate({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": isvc["metadata"]["name"] + "-predictor"},
+        "spec": {"selector": {"matchLabels": pdb["spec"]["selector"]["matchLabels"]},
+                 "strategy": predictor["deploymentStrategy"],
+                 "template": {"metadata": {"labels": predictor["labels"], "annotations": predictor["annotations"]},
+                              "spec": pod}}}, K8S_VERSION, strict=True)
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= predictor["labels"].items()
+    kubernetes_validate.validate(pdb, K8S_VERSION, strict=True)
+    # the same hardening as the plain Deployment
+    (deployment,) = by_kind("fraud", "Deployment")
+    plain = deployment["spec"]["template"]["spec"]
+    assert {**plain["containers"][0], "name": "kserve-container"} == container
+    assert {k: v for k, v in plain.items() if k != "restartPolicy"} == {**pod, "containers": plain["containers"]}
+    # before KServe 0.16 the mode is called RawDeployment and scales on CPU by itself
+    legacy = generate("k8s", spec, dag, "specs/fraud.mlspec", {"kserve": "true", "kserve_deployment_mode": "RawDeployment"})
+    (old, _) = yaml.safe_load_all(legacy[f"serve-{serve.name}.yaml"])
+    jsonschema.validate(old, ISVC_SCHEMA)
+    assert old["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    assert "scaleMetric" not in old["spec"]["predictor"]
+    for bad in ({"kserve": "yes"}, {"kserve": "true", "kserve_deployment_mode": "Serverless"}):
+        with pytest.raises(BackendError):
+            generate("k8s", spec, dag, "specs/fraud.mlspec", bad)
+
+
+def test_inference_service_schema_rejects_unknown_fields() -> None:
+    spec, dag = example("fraud")
+    files = generate("k8s", spec, dag, "specs/fraud.mlspec", {"kserve": "true"})
+    isvc = next(yaml.safe_load_all(files["serve-fraud_api.yaml"]))
+    isvc["spec"]["predictor"]["replicas"] = 3
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(isvc, ISVC_SCHEMA)
 
 
 def test_secrets_are_secret_key_refs_and_values_never_appear() -> None:

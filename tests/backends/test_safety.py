@@ -114,6 +114,14 @@ def test_hostile_strings_never_reach_commands_or_dockerfiles(hostile: dict[str, 
         for doc in yaml.safe_load_all(text):
             for container in _containers(doc):
                 assert not any(m in " ".join(container.get("args", [])) for m in MARKERS)
+    spec, dag = compile_paths([HOSTILE]).checked
+    kserve = generate("k8s", spec, dag, "cases/hostile.mlspec", {"kserve": "true"})
+    isvcs = [d for t in kserve.values() for d in yaml.safe_load_all(t) if d["kind"] == "InferenceService"]
+    assert isvcs
+    for doc in isvcs:
+        _plain(doc)
+        for container in doc["spec"]["predictor"]["containers"]:
+            assert not any(m in " ".join(container["args"]) for m in MARKERS)
     churn_entry = golden_files("churn", "docker")["entrypoint.sh"].split("overwritten.\n", 1)[1]
     assert hostile["docker"]["entrypoint.sh"].split("overwritten.\n", 1)[1] == churn_entry
 

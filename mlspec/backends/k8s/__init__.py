@@ -22,6 +22,7 @@ from mlspec.backends.common import (
     dns_label,
     header,
     make_context,
+    option_choice,
     option_int,
     secret_envs,
     yaml_documents,
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 
     from mlspec.ir.spec import Monitor, Serve, Spec
 
+KSERVE_MODES = ("Standard", "RawDeployment")  # KServe's raw deployment mode, named Standard since 0.16
+KSERVE_CONTAINER = "kserve-container"  # the container KServe takes for the predictor
+KSERVE_NAME_LIMIT = 45  # KServe names the predictor's Deployment and Service `<name>-predictor` (63 at most)
 PUSHGATEWAY_ENV = "MLSPEC_PUSHGATEWAY_URL"
 PUSHGATEWAY_KEY = "pushgateway_url"  # in the spec ConfigMap
 EXIT_REJECTED = 3  # `mlspec run --fail-on-rejected` when a gate rejects (mlspec.runtime.runner)
@@ -64,6 +68,10 @@ class KubernetesBackend:
         # the Pushgateway `mlspec monitor` pushes mlspec_monitor_value to (what the PrometheusRule reads);
         # stored in the spec ConfigMap under pushgateway_url, so it can also be patched there
         "pushgateway_url": "",
+        # true: each realtime serve becomes a KServe InferenceService (custom predictor running
+        # `mlspec serve`, which KServe turns into Deployment + Service + HPA) instead of those objects
+        "kserve": "false",
+        "kserve_deployment_mode": "Standard",  # Standard (KServe >= 0.16) | RawDeployment (before 0.16)
         "monitor_schedule": "0 * * * *",
         "cpu_request": "500m", "cpu_limit": "2", "memory_request": "1Gi", "memory_limit": "2Gi",
         "target_cpu_percent": "70",
@@ -79,7 +87,7 @@ class KubernetesBackend:
             if serve.mode == "batch":
                 files[f"score-{serve.name}.yaml"] = [k.score_cronjob(serve)]
             elif serve.mode == "realtime":
-                files[f"serve-{serve.name}.yaml"] = k.realtime(serve)
+                files[f"serve-{serve.name}.yaml"] = k.inference_service(serve) if k.kserve else k.realtime(serve)
             elif serve.mode == "streaming":
                 files[f"stream-{serve.name}.yaml"] = k.streaming(serve)
         for mon in spec.monitors:
@@ -135,6 +143,8 @@ class _Manifests:
         self.pushgateway = options["pushgateway_url"]
         if self.pushgateway and not (URL.fullmatch(self.pushgateway) and self.pushgateway.startswith("http")):
             raise BackendError(f"option pushgateway_url={self.pushgateway!r} is not an http(s):// URL")
+        self.kserve = option_choice(options, "kserve", ("false", "true")) == "true"
+        self.kserve_mode = option_choice(options, "kserve_deployment_mode", KSERVE_MODES)
         self.schedule = cron(options["monitor_schedule"])
         self.timeout = option_int(options, "job_timeout_seconds")
         self.cpu_percent = option_int(options, "target_cpu_percent")
@@ -320,6 +330,29 @@ class _Manifests:
                         "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
                             "type": "Utilization", "averageUtilization": self.cpu_percent}}}]}}
         return [deployment, service, hpa, self.pdb(serve, "serve", selector)]
+
+    def inference_service(self, serve: Serve) -> list[dict[str, Any]]:
+        """A realtime serve block as a KServe InferenceService: a custom predictor (our server is not a
+        KServe model server) with the Deployment's pod, which KServe's raw deployment mode turns into a
+        Deployment, Service and HorizontalPodAutoscaler; plus the PodDisruptionBudget, on the pod labels.
+        Knative (serverless) mode is not generated: it refuses the volumes the pod mounts by default."""
+        deployment, selector = self.deployment(serve, "serve")
+        template = deployment["spec"]["template"]
+        pod = {k: v for k, v in template["spec"].items() if k != "restartPolicy"}
+        pod["containers"] = [{**c, "name": KSERVE_CONTAINER} for c in pod["containers"]]
+        low, high = serve.replicas or (1, 1)
+        predictor: dict[str, Any] = {"minReplicas": low, "maxReplicas": high}
+        if self.kserve_mode == "Standard":  # KServe before 0.16 scales on CPU by default; 0.16 reads these
+            predictor.update(scaleMetric="cpu", scaleTarget=self.cpu_percent)
+        predictor.update(labels=template["metadata"]["labels"], annotations=template["metadata"]["annotations"],
+                         deploymentStrategy=deployment["spec"]["strategy"], **pod)
+        name = dns_label(self.ctx.project, serve.name, limit=KSERVE_NAME_LIMIT)
+        meta = self.meta(name, "serve", {"mlspec.dev/serve": dns_label(serve.name)})
+        meta["annotations"] = {**meta["annotations"], "serving.kserve.io/deploymentMode": self.kserve_mode,
+                               "serving.kserve.io/autoscalerClass": "hpa"}
+        isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": meta,
+                "spec": {"predictor": predictor}}
+        return [isvc, self.pdb(serve, "serve", selector)]
 
     def streaming(self, serve: Serve) -> list[dict[str, Any]]:
         """A streaming serve block: a Deployment of `mlspec serve` (the only online serving command; it
