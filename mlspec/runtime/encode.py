@@ -184,15 +184,19 @@ def encode_row(values: Mapping[str, object], encoding: FeatureEncoding) -> npt.N
 
     Every feature must be present as a key; pass None for a null value.
     """
-    missing = [n for n in encoding.names if n not in values]
-    if missing:
-        raise EncodingError(f"the row lacks feature(s) {', '.join(missing)}")
-    out = np.empty((1, len(encoding.features)), dtype=np.float32)
-    with np.errstate(over="ignore"):
-        for j, f in enumerate(encoding.features):
-            out[0, j] = np.float32(_encode_value(values[f.name], f, encoding))
-    _canonical_nan(out)
-    return out
+    floats: list[float] = []
+    try:
+        for f in encoding.features:
+            v = values[f.name]
+            # plain numbers for numeric features are the common case: convert them without the checks
+            plain = type(v) in _PLAIN_NUMBERS and f.dtype in _NUMERIC
+            x = float(v) if plain else _encode_value(v, f, encoding)  # type: ignore[arg-type]
+            # What float32 cannot hold finitely (NaN, inf, overflow) is missing: one NaN, as in `encode`.
+            floats.append(x if -_F32_ROUNDS_TO_INF < x < _F32_ROUNDS_TO_INF else math.nan)
+    except KeyError:
+        missing = [n for n in encoding.names if n not in values]
+        raise EncodingError(f"the row lacks feature(s) {', '.join(missing)}") from None
+    return np.array([floats], dtype=np.float32)  # float64 -> float32 rounds to nearest, as `encode` does
 
 
 # ---- batch path ----------------------------------------------------------------------------
@@ -235,6 +239,12 @@ def _canonical_nan(a: npt.NDArray[np.float32]) -> None:
 
 
 # ---- online path ---------------------------------------------------------------------------
+
+_PLAIN_NUMBERS = (int, float, bool)
+_NUMERIC = (DType.INT, DType.FLOAT, DType.BOOL)
+# The smallest float64 that rounds to float32 infinity: halfway between float32's max and 2**128.
+_F32_ROUNDS_TO_INF = (2 - 2**-24) * 2.0**127
+
 
 def _encode_value(v: object, f: EncodedFeature, encoding: FeatureEncoding) -> float:
     if v is None:

@@ -103,7 +103,10 @@ def test_tz_aware_timestamps_are_utc_instants() -> None:
 
 _ints = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.integers(-1000, 1000))
 _floats = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.floats(-1e6, 1e6),
-                    st.sampled_from([0.0, -0.0, 5e-324, 3.4028235e38, 3.4028236e38, 1e-45, 16777217.0]))
+                    st.sampled_from([0.0, -0.0, 5e-324, 3.4028235e38, 3.4028236e38, 1e-45, 16777217.0,
+                                     # float32's rounding edge: the first float64 that rounds to inf, and the last that does not
+                                     (2 - 2**-24) * 2.0**127, math.nextafter((2 - 2**-24) * 2.0**127, 0),
+                                     -(2 - 2**-24) * 2.0**127, -math.nextafter((2 - 2**-24) * 2.0**127, 0)]))
 _bools = st.one_of(st.none(), st.booleans())
 _strings = st.one_of(st.none(), st.sampled_from(["a", "b", "B", "é", "", " a", "ß", "日本"]), st.text(max_size=4))
 _dates = st.one_of(st.none(), st.dates(dt.date(1800, 1, 1), dt.date(2200, 12, 31)))

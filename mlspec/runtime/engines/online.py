@@ -140,8 +140,7 @@ class _Ctx:
     def feature(self, name: str) -> Any:
         done = self.done
         if name not in done:
-            fn, dtype = self.ev.compiled[name]
-            done[name] = _cast(fn(self, self.row), dtype)
+            done[name] = self.ev.compiled[name](self, self.row)
         return done[name]
 
 
@@ -159,8 +158,9 @@ class Evaluator:
                 if type(node) not in _NODE_KINDS:
                     raise MlspecError([Diagnostic("E190", f"the online evaluator cannot compute "
                                                   f"{type(node).__name__}", getattr(node, "span", NO_SPAN))])
-        self.compiled: dict[str, tuple[_Fn, DType]] = {
-            f.name: (_compile(f.expr, group.name), f.dtype) for f in group.features}
+        self.compiled: dict[str, _Fn] = {f.name: _cast_to(_compile(f.expr, group.name), f.dtype)
+                                         for f in group.features}
+        self.empty = History((), self.ts)  # what a request group, or an entity without rows, reads
 
     def history(self, rows: Sequence[Row]) -> History:
         """The entity's rows prepared for this group's source (reusable across calls and groups)."""
@@ -189,6 +189,13 @@ class Evaluator:
 
 
 # ---- compiling expressions to closures ---------------------------------------------------------
+
+
+def _cast_to(fn: _Fn, dtype: DType) -> _Fn:
+    """`fn` with its value cast to the feature's type (only floats and timestamps need it)."""
+    if dtype not in (DType.FLOAT, DType.TIMESTAMP):
+        return fn
+    return lambda ctx, row: _cast(fn(ctx, row), dtype)
 
 
 def _compile(e: ir.Expr, group: str) -> _Fn:

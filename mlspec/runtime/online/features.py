@@ -122,7 +122,7 @@ class FeatureService:
         self.spec = spec
         self.cache = HistoryCache(cache_rows)
         self._evaluators: dict[str, Evaluator] = {}
-        self._plans: dict[str, tuple[tuple[_Step, ...], tuple[str, ...]]] = {}
+        self._plans: dict[str, tuple[tuple[_Step, ...], tuple[tuple[str, str, str], ...]]] = {}
 
     def evaluator(self, group: str) -> Evaluator:
         ev = self._evaluators.get(group)
@@ -130,8 +130,8 @@ class FeatureService:
             ev = self._evaluators[group] = Evaluator(self.spec, self.spec.group(group))
         return ev
 
-    def plan(self, model: Model | str) -> tuple[tuple[_Step, ...], tuple[str, ...]]:
-        """The groups to evaluate (upstream first) and the model's qualified features."""
+    def plan(self, model: Model | str) -> tuple[tuple[_Step, ...], tuple[tuple[str, str, str], ...]]:
+        """The groups to evaluate (upstream first) and the model's features (qualified, group, name)."""
         m = self.spec.model(model) if isinstance(model, str) else model
         found = self._plans.get(m.name)
         if found is None:
@@ -141,7 +141,8 @@ class FeatureService:
                 g = self.spec.group(name)
                 ns = None if g.request else namespace(self.spec, g.source, self.spec.entity(g.entity).key)
                 steps.append(_Step(name, self.evaluator(name), ns, g.source == event_source))
-            found = self._plans[m.name] = (tuple(steps), m.features)
+            wanted = tuple((q, q.split(".", 1)[0], q.split(".", 1)[1]) for q in m.features)
+            found = self._plans[m.name] = (tuple(steps), wanted)
         return found
 
     def features(self, model: Model | str, store: OnlineStore, key: object, as_of: dt.datetime | dt.date,
@@ -157,7 +158,7 @@ class FeatureService:
         for step in steps:
             extra = None
             if step.namespace is None:
-                history = step.evaluator.history(())
+                history = step.evaluator.empty
             else:
                 if step.namespace not in histories:
                     histories[step.namespace] = self._history(store, step, text, version)
@@ -168,11 +169,7 @@ class FeatureService:
                     # a live request is that event, not yet in the store: count it the same way.
                     extra = self._event_row(step, key, when, request)
             done[step.group] = step.evaluator.evaluate_history(when, history, extra, request, done)
-        values = {}
-        for q in wanted:
-            group, name = q.split(".", 1)
-            values[q] = done[group][name]
-        return OnlineResult(values, known)
+        return OnlineResult({q: done[group][name] for q, group, name in wanted}, known)
 
     def _history(self, store: OnlineStore, step: _Step, key: str, version: object) -> History:
         assert step.namespace is not None

@@ -524,7 +524,7 @@ def _camel(name: str) -> str:
 
 
 def _json(status: int, payload: Mapping[str, Any], background: BackgroundTask | None = None) -> Response:
-    body = json.dumps(payload, default=_default, separators=(",", ":"), ensure_ascii=False)
+    body = _ENCODER.encode(payload)
     return Response(body, status_code=status, media_type=JSON_TYPE, background=background)
 
 
@@ -534,3 +534,7 @@ def _default(x: object) -> object:
     if isinstance(x, np.generic):
         return x.item()
     raise TypeError(f"{type(x).__name__} is not JSON serialisable")
+
+
+# Stateless and configured once: `json.dumps` with options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False)

@@ -61,7 +61,7 @@ class PredictionLog:
             if self._on_drop is not None:
                 self._on_drop()
             return
-        line = json.dumps(record, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+        line = _ENCODER.encode(record)
         self._lines.append((str(record.get("serve", "unknown")), str(record.get("time", ""))[:10], line))
         self.appended += 1
 
@@ -135,3 +135,7 @@ def _json_default(x: object) -> object:
     except ImportError:  # pragma: no cover
         pass
     return str(x)
+
+
+# Stateless and configured once: `json.dumps` with options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"), ensure_ascii=False)
