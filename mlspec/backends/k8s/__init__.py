@@ -57,7 +57,8 @@ def default_image(ctx: Context) -> str:
 
 class KubernetesBackend:
     name = "k8s"
-    description = "Kubernetes manifests: CronJobs, Deployment + Service + HPA + PDB, PrometheusRule, ConfigMap"
+    description = ("Kubernetes manifests: CronJobs, Deployment + Service + HPA + PDB (or a KServe InferenceService), "
+                   "PrometheusRule, ConfigMap")
     options: Mapping[str, str] = {
         "image": "",  # default: mlspec-<project>:<fingerprint[:12]> (the docker target's tag)
         "namespace": "",
