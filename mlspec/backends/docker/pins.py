@@ -24,6 +24,7 @@ PINS: dict[str, str] = {
     "narwhals": "2.29.0",
     "networkx": "3.6.1",
     "numpy": "2.4.6",
+    "orjson": "3.13.0",
     "polars": "2.1.0",
     "polars-runtime-32": "2.1.0",
     "prometheus-client": "0.26.0",

@@ -46,6 +46,7 @@ from mlspec.runtime.online.features import FeatureService
 from mlspec.runtime.online.materialize import source_needs
 from mlspec.runtime.online.store import OnlineStore
 from mlspec.runtime.registry import Registry
+from mlspec.runtime.serving.jsontext import to_json
 from mlspec.runtime.serving.log import PredictionLog, Record
 from mlspec.runtime.serving.metrics import CONTENT_TYPE, ServingMetrics
 from mlspec.runtime.serving.models import ChampionHolder, LoadedModel, ModelWatcher
@@ -524,17 +525,5 @@ def _camel(name: str) -> str:
 
 
 def _json(status: int, payload: Mapping[str, Any], background: BackgroundTask | None = None) -> Response:
-    body = _ENCODER.encode(payload)
+    body = to_json(payload)
     return Response(body, status_code=status, media_type=JSON_TYPE, background=background)
-
-
-def _default(x: object) -> object:
-    if isinstance(x, dt.date):  # dates and timestamps (datetime is a date)
-        return x.isoformat()
-    if isinstance(x, np.generic):
-        return x.item()
-    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
-
-
-# Stateless and configured once: `json.dumps` with options builds a new encoder on every call.
-_ENCODER = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False)
