@@ -102,6 +102,20 @@ class History:
             found = self._values[arg] = [arg(ctx, r) for r in self.rows]
         return found
 
+    def running(self, arg: _Fn, ctx: _Ctx, counted: Callable[[Any], bool]) -> list[int]:
+        """How many of the first i rows have an `arg` value that is `counted`, for every i: a count
+        over rows lo..stop is then one subtraction."""
+        key = (arg, counted)
+        found = self._values.get(key)
+        if found is None:
+            found = [0]
+            n = 0
+            for v in self.values(arg, ctx):
+                n += counted(v)
+                found.append(n)
+            self._values[key] = found
+        return found
+
 
 def _seq(r: Row) -> int:
     return r.get("__seq", 0)  # type: ignore[no-any-return]
@@ -158,7 +172,8 @@ class Evaluator:
                 if type(node) not in _NODE_KINDS:
                     raise MlspecError([Diagnostic("E190", f"the online evaluator cannot compute "
                                                   f"{type(node).__name__}", getattr(node, "span", NO_SPAN))])
-        self.compiled: dict[str, _Fn] = {f.name: _cast_to(_compile(f.expr, group.name), f.dtype)
+        scope = _Scope(group.name, self.ts)
+        self.compiled: dict[str, _Fn] = {f.name: _cast_to(_compile(f.expr, scope), f.dtype)
                                          for f in group.features}
         self.empty = History((), self.ts)  # what a request group, or an entity without rows, reads
 
@@ -198,11 +213,19 @@ def _cast_to(fn: _Fn, dtype: DType) -> _Fn:
     return lambda ctx, row: _cast(fn(ctx, row), dtype)
 
 
-def _compile(e: ir.Expr, group: str) -> _Fn:
-    return _COMPILERS[type(e)](e, group)
+@dataclass(frozen=True)
+class _Scope:
+    """What compiling an expression needs to know of its group."""
+
+    group: str
+    timestamp: str | None  # the source's time column: histories are ordered by it
 
 
-def _lit(e: ir.Lit, group: str) -> _Fn:
+def _compile(e: ir.Expr, scope: _Scope) -> _Fn:
+    return _COMPILERS[type(e)](e, scope)
+
+
+def _lit(e: ir.Lit, scope: _Scope) -> _Fn:
     value: Any = e.value
     if value is None:
         pass
@@ -215,7 +238,7 @@ def _lit(e: ir.Lit, group: str) -> _Fn:
     return lambda ctx, row: value
 
 
-def _col(e: ir.Col, group: str) -> _Fn:
+def _col(e: ir.Col, scope: _Scope) -> _Fn:
     name = e.name
 
     def col(ctx: _Ctx, row: Row | None) -> Any:
@@ -228,14 +251,14 @@ def _col(e: ir.Col, group: str) -> _Fn:
     return col
 
 
-def _feature_ref(e: ir.FeatureRef, group: str) -> _Fn:
+def _feature_ref(e: ir.FeatureRef, scope: _Scope) -> _Fn:
     name, other = e.name, e.group
-    if other == group:
+    if other == scope.group:
         return lambda ctx, row: ctx.feature(name)
     return lambda ctx, row: ctx.upstream.get(other, {}).get(name)
 
 
-def _as_of(e: ir.AsOf, group: str) -> _Fn:
+def _as_of(e: ir.AsOf, scope: _Scope) -> _Fn:
     return lambda ctx, row: ctx.as_of
 
 
@@ -243,8 +266,8 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
-def _binop(e: ir.BinOp, group: str) -> _Fn:
-    left, right, op = _compile(e.left, group), _compile(e.right, group), e.op
+def _binop(e: ir.BinOp, scope: _Scope) -> _Fn:
+    left, right, op = _compile(e.left, scope), _compile(e.right, scope), e.op
     if op == "and":
         def and_(ctx: _Ctx, row: Row | None) -> Any:
             a, b = left(ctx, row), right(ctx, row)
@@ -297,8 +320,8 @@ def _binop(e: ir.BinOp, group: str) -> _Fn:
     return float_op
 
 
-def _unary(e: ir.UnaryOp, group: str) -> _Fn:
-    operand = _compile(e.operand, group)
+def _unary(e: ir.UnaryOp, scope: _Scope) -> _Fn:
+    operand = _compile(e.operand, scope)
     if e.op == "not":
         def not_(ctx: _Ctx, row: Row | None) -> Any:
             v = operand(ctx, row)
@@ -311,14 +334,14 @@ def _unary(e: ir.UnaryOp, group: str) -> _Fn:
     return neg
 
 
-def _is_null(e: ir.IsNull, group: str) -> _Fn:
-    operand, negated = _compile(e.operand, group), e.negated
+def _is_null(e: ir.IsNull, scope: _Scope) -> _Fn:
+    operand, negated = _compile(e.operand, scope), e.negated
     return lambda ctx, row: (operand(ctx, row) is None) != negated
 
 
-def _in_list(e: ir.InList, group: str) -> _Fn:
-    operand, negated = _compile(e.operand, group), e.negated
-    options = [_compile(x, group) for x in e.values]
+def _in_list(e: ir.InList, scope: _Scope) -> _Fn:
+    operand, negated = _compile(e.operand, scope), e.negated
+    options = [_compile(x, scope) for x in e.values]
 
     def in_(ctx: _Ctx, row: Row | None) -> Any:
         v = operand(ctx, row)
@@ -330,9 +353,9 @@ def _in_list(e: ir.InList, group: str) -> _Fn:
     return in_
 
 
-def _case(e: ir.CaseWhen, group: str) -> _Fn:
-    whens = [(_compile(c, group), _compile(r, group)) for c, r in e.whens]
-    otherwise = _compile(e.otherwise, group) if e.otherwise is not None else None
+def _case(e: ir.CaseWhen, scope: _Scope) -> _Fn:
+    whens = [(_compile(c, scope), _compile(r, scope)) for c, r in e.whens]
+    otherwise = _compile(e.otherwise, scope) if e.otherwise is not None else None
     dtype = e.dtype
 
     def case(ctx: _Ctx, row: Row | None) -> Any:
@@ -343,8 +366,8 @@ def _case(e: ir.CaseWhen, group: str) -> _Fn:
     return case
 
 
-def _func(e: ir.Func, group: str) -> _Fn:
-    args = [_compile(a, group) for a in e.args]
+def _func(e: ir.Func, scope: _Scope) -> _Fn:
+    args = [_compile(a, scope) for a in e.args]
     dtype = e.dtype
     if e.name == "coalesce":
         def coalesce(ctx: _Ctx, row: Row | None) -> Any:
@@ -366,13 +389,17 @@ def _func(e: ir.Func, group: str) -> _Fn:
     return call
 
 
-def _agg(e: ir.Agg, group: str) -> _Fn:
+def _agg(e: ir.Agg, scope: _Scope) -> _Fn:
     """An aggregate over the visible rows (time <= as_of), or those of its window."""
     fn, dtype = e.fn, e.dtype
     window_us = e.window_ms * 1000 if e.window_ms is not None else None
-    arg = _compile(e.arg, group) if e.arg is not None else None
+    arg = _compile(e.arg, scope) if e.arg is not None else None
     # An argument that reads only its row has the same value in every evaluation: memoised per history.
     per_row = e.arg is not None and not any(isinstance(n, ir.AsOf | ir.FeatureRef | ir.Agg) for n in ir.walk(e.arg))
+    counted = _COUNTED.get(fn) if per_row else None
+    # The newest/oldest time of the rows in view: histories are ordered by it, so it is at one end.
+    ends = (isinstance(e.arg, ir.Col) and e.arg.name == scope.timestamp and fn in ("max", "last", "min", "first"))
+    newest = fn in ("max", "last")
 
     def agg(ctx: _Ctx, row: Row | None) -> Any:
         hist, stop, extra = ctx.hist, ctx.stop, ctx.extra
@@ -387,11 +414,29 @@ def _agg(e: ir.Agg, group: str) -> _Fn:
                     extra = None
         if arg is None:  # count(*)
             return stop - lo + (extra is not None)
+        if counted is not None:
+            run = hist.running(arg, ctx, counted)
+            return run[stop] - run[lo] + (extra is not None and counted(arg(ctx, extra)))
+        if ends:
+            if extra is not None and (newest or stop == lo):
+                return arg(ctx, extra)
+            return arg(ctx, hist.rows[stop - 1 if newest else lo]) if stop > lo else None
         values = hist.values(arg, ctx)[lo:stop] if per_row else [arg(ctx, r) for r in hist.rows[lo:stop]]
         if extra is not None:
             values.append(arg(ctx, extra))
         return _AGGREGATES[fn](values, dtype)
     return agg
+
+
+def _not_null(v: Any) -> bool:
+    return v is not None
+
+
+def _true(v: Any) -> bool:
+    return v is True
+
+
+_COUNTED: dict[str, Callable[[Any], bool]] = {"count": _not_null, "count_if": _true}
 
 
 def _count_if(values: list[Any], dtype: DType) -> Any:
@@ -498,7 +543,7 @@ _FUNCS: dict[str, Callable[..., Any]] = {
     "to_date": lambda t: to_timestamp(t).date(),
 }
 
-_COMPILERS: dict[type, Callable[[Any, str], _Fn]] = {
+_COMPILERS: dict[type, Callable[[Any, _Scope], _Fn]] = {
     ir.Lit: _lit, ir.Col: _col, ir.FeatureRef: _feature_ref, ir.AsOf: _as_of,
     ir.BinOp: _binop, ir.UnaryOp: _unary, ir.IsNull: _is_null, ir.InList: _in_list,
     ir.CaseWhen: _case, ir.Func: _func, ir.Agg: _agg,
