@@ -138,7 +138,15 @@ def test_dagbag_imports_with_zero_errors_and_mirrors_the_mlspec_dag(name: str, o
     request = monitor["request_retrain"]
     assert request["trigger_rule"] == "all_failed" and request["outlets"] == [f"mlspec://{name}/retrain"]
     retrain = bag["dags"][f"{name}_retrain"]
-    assert list(retrain["tasks"]) == ["retrain"] and retrain["timetable"] == "AssetOrTimeSchedule"
+    (monitored,) = {m.model for m in spec.monitors}  # fraud has two models: only the monitored one retrains
+    assert list(retrain["tasks"]) == [f"retrain_{monitored}"] and retrain["timetable"] == "AssetOrTimeSchedule"
+    task = retrain["tasks"][f"retrain_{monitored}"]
+    args = ["retrain", f"{name}.mlspec", "--model", monitored, "--fail-on-rejected"]
+    if op == "bash":
+        assert task["command"].endswith(" ".join(args))
+    else:
+        assert task["command"] == ["mlspec", *args]
+    assert task["retries"] == 0, "a retry of a rejected retrain would be skipped by the frequency guardrail"
 
 
 def test_schedules_come_from_the_spec(dagbags: dict[Any, Any]) -> None:

@@ -2,13 +2,15 @@
 
 * A gate that rejects its candidate: `mlspec run --fail-on-rejected` exits 3 naming the model, the
   candidate version and the failed conditions. The Airflow gate task and the k8s score CronJob pass
-  the flag; the DVC evaluate stage does with the target option fail_on_rejected=true.
+  the flag; the DVC evaluate stage does with the target option fail_on_rejected=true. The Airflow
+  retraining task runs `mlspec retrain --fail-on-rejected`: a rejected retrained candidate exits 3 too.
 * A check that stops the run (on_fail = fail) and a source whose every row is quarantined: the node's
   task command exits 1 with the node and the reason. These need no flag.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
@@ -80,6 +82,43 @@ def test_a_rejected_gate_fails_the_gate_task_with_exit_3(trained: Path, tmp_path
     plain = _mlspec(project, "run", "--node", f"gate:{MODEL}", "churn.mlspec")
     assert plain.returncode == 0, plain.stderr
     assert f"version {version} rejected" in " ".join(plain.stdout.split() + plain.stderr.split())
+
+
+def _retrain_commands(project: Path) -> dict[str, list[str]]:
+    """Task id -> `mlspec` argv of the generated Airflow retraining DAG, read from its module's source."""
+    spec, dag = compile_paths([project / "churn.mlspec"]).checked
+    tree = ast.parse(generate("airflow", spec, dag, "churn.mlspec")["churn_retrain.py"])
+    models = next(ast.literal_eval(n.value) for n in ast.walk(tree)
+                  if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "MODELS")
+    call = next(n for n in ast.walk(tree)
+                if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "mlspec_task")
+    assert isinstance(call.args[1], ast.List)
+    names = {"SPEC": "churn.mlspec"}
+    out = {}
+    for task, model in models.items():
+        values = {**names, "model": model}
+        out[task] = [e.value if isinstance(e, ast.Constant) else values[e.id] for e in call.args[1].elts]
+    return out
+
+
+def test_a_rejected_retrain_fails_the_airflow_retrain_task_with_exit_3(trained: Path, tmp_path: Path) -> None:
+    project = tmp_path / "churn"
+    shutil.copytree(trained, project)
+    (version,) = _listed(project)
+    commands = _retrain_commands(project)
+    assert commands == {f"retrain_{MODEL}": ["retrain", "churn.mlspec", "--model", MODEL, "--fail-on-rejected"]}
+    proc = _mlspec(project, *commands[f"retrain_{MODEL}"])
+    assert proc.returncode == EXIT_REJECTED, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"retrain {MODEL}: rejected" in proc.stdout
+    assert (f"error in gate:{MODEL}: version {version} of model `{MODEL}` was rejected by its gate: "
+            "auc >= 0.999 (auc = ") in proc.stderr
+    assert proc.stderr.rstrip().endswith("the champion stays unset"), proc.stderr
+    assert Registry(project / ".mlspec" / "registry").champion(MODEL) is None
+    # without the flag (what `mlspec retrain` does by hand) the rejection is an outcome: exit 0
+    plain = _mlspec(project, "retrain", "churn.mlspec", "--min-interval", "0s")
+    assert plain.returncode == 0, plain.stderr
+    assert f"retrain {MODEL}: rejected" in plain.stdout and "rejected by its gate" not in plain.stderr
 
 
 def test_the_whole_run_scores_with_the_champion_then_exits_3(trained: Path, tmp_path: Path) -> None:

@@ -4,7 +4,8 @@
 """sensors: mlspec retraining.
 
 Runs `mlspec retrain`: when a monitor's retrain action fires (the retrain asset) and every
-`retrain every` interval. The gate decides whether the new model becomes the champion.
+`retrain every` interval. The gate decides whether the new model becomes the champion; a rejected
+candidate fails the task (exit 3, not retried) and the champion stays.
 """
 
 from __future__ import annotations
@@ -61,9 +62,13 @@ def mlspec_task(task_id, args, secrets=(), **kwargs):
 
 
 RUNBOOKS = {
-    'retrain': 'RUNBOOK.md#section-gates',
+    'retrain_failure_risk': 'RUNBOOK.md#gate-failure_risk',
 }
 RETRAIN_ASSET = Asset(name='mlspec_sensors_retrain', uri='mlspec://sensors/retrain')
+# task id -> the model it retrains: the models of monitors with a retrain action or `retrain every`
+MODELS = {
+    'retrain_failure_risk': 'failure_risk',
+}
 
 with DAG(
     dag_id='sensors_retrain',
@@ -76,6 +81,9 @@ with DAG(
     tags=['mlspec', PROJECT, 'retraining'],
     doc_md=__doc__,
 ) as dag:
-    # retrains on fresh data, gates against the champion, promotes only when the gate passes
-    mlspec_task("retrain", ["retrain", SPEC], secrets=SECRETS,
-                execution_timeout=datetime.timedelta(minutes=180))
+    # retrains on fresh data, gates against the champion, promotes only when the gate passes; a rejected
+    # candidate fails the task (exit 3, the champion stays). Not retried: a retry would be skipped by the
+    # retrain frequency guardrail (exit 0) and turn the rejection green.
+    for task_id, model in MODELS.items():
+        mlspec_task(task_id, ["retrain", SPEC, "--model", model, "--fail-on-rejected"], secrets=SECRETS, retries=0,
+                    execution_timeout=datetime.timedelta(minutes=180))

@@ -4,7 +4,8 @@
 features, dataset, train, gate, score), each running `mlspec run --node KIND:NAME SPEC`, with
 the DAG's edges, scheduled by the batch serve blocks. `<project>_monitor` runs `mlspec monitor`
 on a schedule; when an alert fires and a monitor has a `-> retrain` action it emits the retrain
-asset, which (with `retrain every`) schedules `<project>_retrain` (`mlspec retrain`).
+asset, which (with `retrain every`) schedules `<project>_retrain`: `mlspec retrain --model M
+--fail-on-rejected` per retrained model, so a rejected candidate fails its task (exit 3).
 Tasks use BashOperator (default) or KubernetesPodOperator with the docker target's image.
 """
 
@@ -97,6 +98,10 @@ class _Modules:
         intervals = [m.retrain_every_ms for m in monitors if m.retrain_every_ms]
         self.retrain_every_ms = min(intervals) if intervals else None
         self.retrain_wanted = self.retrain_on_alert or self.retrain_every_ms is not None
+        # `mlspec retrain --model M` for each model a monitor retrains (in spec order): one task each
+        self.retrain_models = list(dict.fromkeys(
+            m.model for m in monitors
+            if m.retrain_every_ms or any(a.kind == "retrain" for r in m.rules for a in r.actions)))
         self.asset = f"mlspec://{ctx.project}/retrain"
 
     def runbook(self, anchor: str) -> str:
@@ -154,7 +159,11 @@ class _Modules:
                     pod_names=py(pods))
 
     def task_ids(self) -> list[str]:
-        return [task_id(n) for n in self.ctx.nodes] + ["monitor", "retrain"]
+        return [task_id(n) for n in self.ctx.nodes] + ["monitor", *self.retrain_tasks()]
+
+    def retrain_tasks(self) -> dict[str, str]:
+        """Task id -> model of the retraining DAG: `retrain_<model>`."""
+        return {f"retrain_{m}": m for m in self.retrain_models}
 
     # ---- modules ------------------------------------------------------------------------------
     def pipeline(self) -> str:
@@ -210,8 +219,11 @@ class _Modules:
             sdk = ["DeltaTriggerTimetable"]
             schedule = delta
         doc = ("Runs `mlspec retrain`: when a monitor's retrain action fires (the retrain asset) and every\n"
-               "`retrain every` interval. The gate decides whether the new model becomes the champion.")
-        body = fill(render.RETRAIN, runbooks=py({"retrain": self.runbook("section-gates")}),
+               "`retrain every` interval. The gate decides whether the new model becomes the champion; a rejected\n"
+               "candidate fails the task (exit 3, not retried) and the champion stays.")
+        tasks = self.retrain_tasks()
+        body = fill(render.RETRAIN, runbooks=py({t: self.node_runbook(f"gate:{m}") for t, m in tasks.items()}),
+                    models=py(tasks),
                     retrain_asset=asset_expr if self.retrain_on_alert else "None",
                     timeout=py(self.ints["train_timeout_minutes"]),
                     with_dag=with_dag(f"{ctx.project}_retrain", f"mlspec retraining of {ctx.project}", schedule,

@@ -186,9 +186,14 @@ RETRAIN = '''
 
 RUNBOOKS = $runbooks
 RETRAIN_ASSET = $retrain_asset
+# task id -> the model it retrains: the models of monitors with a retrain action or `retrain every`
+MODELS = $models
 
 $with_dag
-    # retrains on fresh data, gates against the champion, promotes only when the gate passes
-    mlspec_task("retrain", ["retrain", SPEC], secrets=SECRETS,
-                execution_timeout=datetime.timedelta(minutes=$timeout))
+    # retrains on fresh data, gates against the champion, promotes only when the gate passes; a rejected
+    # candidate fails the task (exit 3, the champion stays). Not retried: a retry would be skipped by the
+    # retrain frequency guardrail (exit 0) and turn the rejection green.
+    for task_id, model in MODELS.items():
+        mlspec_task(task_id, ["retrain", SPEC, "--model", model, "--fail-on-rejected"], secrets=SECRETS, retries=0,
+                    execution_timeout=datetime.timedelta(minutes=$timeout))
 '''

@@ -83,6 +83,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--force", action="store_true",
                    help="skip the new-labels and frequency guardrails (never the gate or the data checks)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--fail-on-rejected", action="store_true",
+                   help="exit 3 when the gate rejects the retrained candidate (the champion stays), as `mlspec run "
+                        "--fail-on-rejected` does: what orchestrators use to show a rejected retrain as a failed task")
     p.set_defaults(func=cmd_retrain)
 
 
@@ -284,4 +287,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         print(json.dumps(out.to_data(), indent=2, default=str))
     else:
         _print_retrain(out)
+    report = out.rejection()
+    if args.fail_on_rejected and report is not None:
+        from mlspec.runtime.runner import EXIT_REJECTED, rejection_message
+
+        print(rejection_message(report), file=sys.stderr)
+        return EXIT_REJECTED
     return 0 if out.status in ("promoted", "unchanged", "skipped", "rejected") else 1

@@ -31,6 +31,7 @@ from mlspec.runtime.warehouse import STATE_DIR, Warehouse, table_for
 if TYPE_CHECKING:
     from mlspec.compiler import Compiled
     from mlspec.runtime.monitoring.evaluate import MonitorRun
+    from mlspec.runtime.runner import NodeReport
 
 __all__ = ["DEFAULT_MIN_INTERVAL_MS", "DEFAULT_MIN_NEW_LABELS", "RetrainOutcome", "actions_due", "new_label_rows",
            "retrain"]
@@ -60,6 +61,16 @@ class RetrainOutcome:
     @property
     def promoted(self) -> bool:
         return self.status == "promoted"
+
+    def rejection(self) -> NodeReport | None:
+        """A rejected candidate as the gate node report `mlspec run` makes of it (for `rejection_message`)."""
+        from mlspec.runtime.runner import NodeReport
+
+        if self.status != "rejected":
+            return None
+        return NodeReport(f"gate:{self.model}", "gate", "ok", 0.0,
+                          {"version": self.version, "passed": False, "results": self.gate,
+                           "champion": self.champion_after})
 
     def to_data(self) -> dict[str, Any]:
         return {"model": self.model, "trigger": self.trigger, "status": self.status, "reason": self.reason,

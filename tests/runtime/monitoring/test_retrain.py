@@ -14,6 +14,7 @@ from mlspec.runtime.monitoring.evaluate import MonitorRun
 from mlspec.runtime.monitoring.retrain import actions_due
 from mlspec.runtime.monitoring.store import RETRAINS
 from mlspec.runtime.registry import Registry
+from mlspec.runtime.runner import EXIT_REJECTED
 from mlspec.runtime.warehouse import STATE_DIR, Warehouse
 from tests.runtime.monitoring.conftest import CHURN, MODEL, Receiver, World, champion, cli, with_rules
 
@@ -94,6 +95,32 @@ def test_a_worse_candidate_is_blocked_by_the_gate(
     registry = Registry(project / STATE_DIR / "registry")
     assert registry.get(MODEL, rt["version"]).status == "rejected"
     assert len(receiver.requests) == 2  # the drift alerts still went out
+
+
+def test_retrain_fail_on_rejected_exits_3_naming_candidate_conditions_and_champion(
+        world: World, tmp_path: Path) -> None:
+    """What the generated Airflow retraining task runs: a rejected candidate fails it (exit 3), with the message
+    `mlspec run --fail-on-rejected` prints; without the flag a rejection is an outcome, exit 0."""
+    project = world.copy(tmp_path / "p", with_rules(DRIFT_RETRAINS, gate=IMPOSSIBLE_GATE))
+    world.arrive(project)
+    r = cli("retrain", "--fail-on-rejected", project)
+    assert r.rc == EXIT_REJECTED == 3, r.err
+    assert "Traceback" not in r.err
+    with Warehouse.open(project, read_only=True) as wh:
+        (version,) = wh.conn.execute(f"SELECT version FROM {RETRAINS} WHERE status = 'rejected'").fetchone()
+    assert f"retrain {MODEL}: rejected" in r.out
+    (line,) = [ln for ln in r.err.splitlines() if "rejected by its gate" in ln]
+    assert line.startswith(f"error in gate:{MODEL}: version {version} of model `{MODEL}` was rejected by its gate: "
+                           "auc >= 0.99 (auc = "), line
+    assert line.endswith(f"; the champion stays {world.champion}"), line
+    assert champion(project) == world.champion
+
+    plain = cli("retrain", "--json", "--min-interval", "0s", project)  # the same verdict, no flag
+    assert plain.rc == 0, plain.err
+    assert plain.data["status"] == "rejected" and plain.data["version"] == version
+    assert "rejected by its gate" not in plain.err
+    skipped = cli("retrain", "--fail-on-rejected", project)  # no rejection (the frequency guardrail): exit 0
+    assert skipped.rc == 0 and f"retrain {MODEL}: skipped" in skipped.out, skipped.err
 
 
 def test_guardrails_new_labels_frequency_and_force(world: World, tmp_path: Path) -> None:
