@@ -20,6 +20,7 @@ from mlspec.runtime.errors import RunError
 from mlspec.runtime.monitoring.commands import add_parsers as add_monitoring_parsers
 from mlspec.runtime.online.commands import add_parsers as add_online_parsers
 from mlspec.runtime.serving.commands import add_parsers as add_serving_parsers
+from mlspec.runtime.stream.commands import add_parsers as add_stream_parsers
 
 if TYPE_CHECKING:
     from mlspec.compiler import Compiled
@@ -359,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compile_parsers(sub)
     add_serving_parsers(sub)
     add_monitoring_parsers(sub)
+    add_stream_parsers(sub)
     return parser
 
 
