@@ -5,10 +5,13 @@ edges. The slow test runs `airflow dags test` on the churn pipeline over demo da
 from __future__ import annotations
 
 import ast
+import http.server
 import importlib.util
 import json
 import os
+import shlex
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,9 @@ for folder in sys.argv[2:]:
                                   "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
                                   "callback": bool(t.on_failure_callback), "trigger_rule": getattr(t.trigger_rule, "value", str(t.trigger_rule)),
                                   "outlets": [getattr(o, "uri", str(o)) for o in t.outlets],
-                                  "command": getattr(t, "bash_command", None) or getattr(t, "arguments", None)}
+                                  "command": getattr(t, "bash_command", None) or getattr(t, "arguments", None),
+                                  "env": next((e for e in (getattr(t, "env", None), getattr(t, "env_vars", None))
+                                               if isinstance(e, dict)), None)}
                       for t in dag.tasks},
             "timetable": type(dag.timetable).__name__,
             "summary": getattr(dag.timetable, "summary", None) or getattr(dag.timetable, "expression", None),
@@ -149,6 +154,70 @@ def test_dagbag_imports_with_zero_errors_and_mirrors_the_mlspec_dag(name: str, o
     assert task["retries"] == 0, "a retry of a rejected retrain would be skipped by the frequency guardrail"
 
 
+PUSH_VARIABLE = "{{ var.value.get('MLSPEC_PUSHGATEWAY_URL', '') }}"
+
+
+def _fake_mlspec(bin_dir: Path) -> dict[str, str]:
+    """An `mlspec` on PATH that prints its argv as JSON: what the monitor task would run."""
+    bin_dir.mkdir()
+    script = bin_dir / "mlspec"
+    script.write_text(f"#!{PYTHON}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    script.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLSPEC_")}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _monitor_argv(op: str, command: Any, env: dict[str, str], cwd: Path) -> list[str]:
+    cmd = ["bash", "-c", command] if op == "bash" else command  # the pod: the image's entrypoint execs its args
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    argv: list[str] = json.loads(proc.stdout)
+    return argv
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+def test_the_monitor_task_pushes_to_the_pushgateway_set_when_it_runs(op: str, dagbags: dict[Any, Any],
+                                                                     tmp_path: Path) -> None:
+    import jinja2
+
+    task = dagbags[("churn", op)]["dags"]["churn_monitor"]["tasks"]["monitor"]
+    assert task["env"]["MLSPEC_PUSHGATEWAY_VARIABLE"] == PUSH_VARIABLE
+    # what Airflow renders from the Variable (real Airflow: the slow test); unset -> ''
+    variable = jinja2.Template(PUSH_VARIABLE)
+    assert variable.render(var={"value": {"MLSPEC_PUSHGATEWAY_URL": "http://var:9091"}}) == "http://var:9091"
+    assert variable.render(var={"value": {}}) == ""
+    env = _fake_mlspec(tmp_path / "bin")
+    base = ["monitor", "churn.mlspec"]
+    assert _monitor_argv(op, task["command"], env, tmp_path) == base, "nothing set: no --pushgateway"
+    env["MLSPEC_PUSHGATEWAY_URL"] = "http://env:9091"
+    assert _monitor_argv(op, task["command"], env, tmp_path) == [*base, "--pushgateway", "http://env:9091"]
+    env["MLSPEC_PUSHGATEWAY_VARIABLE"] = "http://var:9091"  # the Airflow Variable wins over the environment
+    assert _monitor_argv(op, task["command"], env, tmp_path) == [*base, "--pushgateway", "http://var:9091"]
+    env["MLSPEC_PUSHGATEWAY_VARIABLE"] = hostile = "http://x/ $(touch pwned) `touch pwned` *;touch pwned"
+    assert _monitor_argv(op, task["command"], env, tmp_path) == [*base, "--pushgateway", hostile]
+    assert not (tmp_path / "pwned").exists()
+
+    # the option is the fallback when neither is set, and only that: it never overrides them
+    spec, dag = example("churn")
+    module = generate("airflow", spec, dag, "specs/churn.mlspec",
+                      {"operator": op, "pushgateway_url": "http://option:9091"})["churn_monitor.py"]
+    keep = [n for n in ast.parse(module).body if isinstance(n, ast.Assign)
+            and getattr(n.targets[0], "id", None) in ("PUSHGATEWAY_URL", "WITH_PUSHGATEWAY")]
+    consts: dict[str, Any] = {}
+    exec(compile(ast.Module(body=keep, type_ignores=[]), "churn_monitor.py", "exec"), consts)
+    assert consts["PUSHGATEWAY_URL"] == "http://option:9091"
+    wrapper = consts["WITH_PUSHGATEWAY"]
+    command = shlex.join([*wrapper, "mlspec", *base]) if op == "bash" else [*wrapper, "mlspec", *base]
+    assert task["command"] == (command.replace("http://option:9091", "''") if op == "bash"
+                               else [*command[:4], "", *command[5:]]), "the DagBag's command is this one"
+    for key in ("MLSPEC_PUSHGATEWAY_VARIABLE", "MLSPEC_PUSHGATEWAY_URL"):
+        env.pop(key)
+    assert _monitor_argv(op, command, env, tmp_path) == [*base, "--pushgateway", "http://option:9091"]
+    env["MLSPEC_PUSHGATEWAY_URL"] = "http://env:9091"
+    assert _monitor_argv(op, command, env, tmp_path) == [*base, "--pushgateway", "http://env:9091"]
+
+
 def test_schedules_come_from_the_spec(dagbags: dict[Any, Any]) -> None:
     churn = dagbags[("churn", "bash")]["dags"]
     assert churn["churn_pipeline"]["timetable"] == "CronTriggerTimetable"
@@ -228,3 +297,32 @@ def test_airflow_dags_test_runs_the_churn_pipeline(tmp_path: Path) -> None:
     assert "was rejected by its gate: auc >= 0.999 (auc = " in log, log[-6000:]
     after = json.loads((project / ".mlspec/registry/churn_risk/champion.json").read_text())
     assert after["current"] == champion["current"], "the rejected candidate never becomes the champion"
+
+    # The monitor task pushes mlspec_monitor_value to the Pushgateway of the Airflow Variable
+    # MLSPEC_PUSHGATEWAY_URL (here from AIRFLOW_VAR_..., as Airflow reads Variables from the environment).
+    bodies: list[tuple[str, str, bytes]] = []
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        def _record(self) -> None:
+            bodies.append((self.command, self.path, self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+            self.send_response(200)
+            self.end_headers()
+
+        do_PUT = do_POST = _record
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    env.update({"AIRFLOW_VAR_MLSPEC_PUSHGATEWAY_URL": url, "AIRFLOW_VAR_ONCALL_WEBHOOK_URL": f"{url}/alerts"})
+    try:
+        proc = subprocess.run([airflow, "tasks", "test", "churn_monitor", "monitor", "2026-06-03"], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    finally:
+        server.shutdown()
+    pushes = [(m, p, b) for m, p, b in bodies if p.startswith("/metrics/job/")]
+    assert pushes, f"nothing pushed to the Pushgateway:\n{(proc.stdout + proc.stderr)[-6000:]}"
+    method, where, body = pushes[0]
+    assert method == "PUT" and where == "/metrics/job/mlspec_churn" and b"mlspec_monitor_value{" in body

@@ -26,6 +26,10 @@ MARKERS = ("$(touch", "$(id)", "$(reboot)", "{{ config }}", "{{ 7*7 }}", "{{ 7 *
            "!!python", "&anchor", "{% raw %}", "lookup(", "\u202e", "'''")
 
 
+# the only Jinja the Airflow modules hold: secrets from Variables, and the Pushgateway Variable (or '')
+JINJA = ("{{ var.value.", "{{ var.value.get('MLSPEC_PUSHGATEWAY_URL', '') }}")
+
+
 @pytest.fixture(scope="module")
 def hostile() -> dict[str, dict[str, str]]:
     spec, dag = compile_paths([HOSTILE]).checked
@@ -75,9 +79,9 @@ def test_hostile_python_is_only_data(hostile: dict[str, dict[str, str]], operato
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
             if tok.type == tokenize.COMMENT:
                 assert not any(m in tok.string for m in MARKERS), tok.string
-        for node in ast.walk(tree):  # Jinja-templated fields only ever see the Variable pattern
+        for node in ast.walk(tree):  # Jinja-templated fields only ever see the Variable patterns
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and "{{" in node.value:
-                assert node.value == "{{ var.value.", node.value
+                assert node.value in JINJA, node.value
     assert repr("x\"; import os; os.system('id') #") in airflow["hostile_pipeline.py"]
 
 
@@ -161,6 +165,31 @@ def test_names_and_paths_are_validated(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="relative path"):
         generate("k8s", spec, dag, "my spec.mlspec")
     assert re.fullmatch(r"[a-z0-9-]+", dns_label("a_b", "c"))
+
+
+@pytest.mark.parametrize("url", [
+    "http://gw'; import os; os.system('id') #", 'http://gw"+__import__("os").system("id")+"', "http://gw/$(id)",
+    "http://gw/`id`", "http://gw/{{ 7*7 }}", "http://gw/{% raw %}", "http://gw/\\x", "http://gw:9091\nx = 1",
+    "http://gw/ a", "http://gw/\u202e", "file:///etc/passwd", "ftp://gw", "gw:9091", "http://", "$PUSHGATEWAY",
+])
+def test_hostile_pushgateway_urls_are_rejected(url: str) -> None:
+    spec, dag = compile_paths([HOSTILE]).checked
+    for operator in ("bash", "kubernetes"):
+        with pytest.raises(BackendError, match="option pushgateway_url"):
+            generate("airflow", spec, dag, "cases/hostile.mlspec", {"pushgateway_url": url, "operator": operator})
+
+
+def test_an_accepted_pushgateway_url_is_only_a_string_literal() -> None:
+    url = "https://push.example.com:9091/a_b-c.d~e/?x=1&y=(2)*3;z=%20#f[0]@!+,"
+    spec, dag = compile_paths([HOSTILE]).checked
+    for operator in ("bash", "kubernetes"):
+        module = generate("airflow", spec, dag, "cases/hostile.mlspec",
+                          {"pushgateway_url": url, "operator": operator})["hostile_monitor.py"]
+        tree = ast.parse(module)
+        (assign,) = [n for n in tree.body if isinstance(n, ast.Assign)
+                     and getattr(n.targets[0], "id", None) == "PUSHGATEWAY_URL"]
+        assert isinstance(assign.value, ast.Constant) and assign.value.value == url
+        assert [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value == url] == [assign.value]
 
 
 def test_libyaml_and_pure_python_emitters_write_the_same_bytes(hostile: dict[str, dict[str, str]]) -> None:

@@ -5,6 +5,8 @@
 
 Runs `mlspec monitor` on a schedule. The monitor sends its own alerts; exit 1 (an alert fired)
 fails the task, and when a monitor has a `-> retrain` action the retrain asset is emitted.
+With a Pushgateway URL (the Airflow Variable or environment variable MLSPEC_PUSHGATEWAY_URL,
+or the option pushgateway_url) it pushes mlspec_monitor_value, which alert rules read.
 """
 
 from __future__ import annotations
@@ -47,10 +49,10 @@ DEFAULT_ARGS = {
 }
 
 
-def mlspec_task(task_id, args, secrets=(), **kwargs):
-    """One `mlspec ...` command on the worker, in the project directory."""
-    env = {name: "{{ var.value." + name + " }}" for name in secrets}  # Airflow Variables, never literals
-    return BashOperator(task_id=task_id, bash_command=shlex.join([MLSPEC, *args]), cwd=PROJECT_DIR,
+def mlspec_task(task_id, args, secrets=(), env=None, wrapper=(), **kwargs):
+    """One `mlspec ...` command on the worker, in the project directory (run by the argv `wrapper`, if any)."""
+    env = {**{name: "{{ var.value." + name + " }}" for name in secrets}, **(env or {})}  # Variables, never literals
+    return BashOperator(task_id=task_id, bash_command=shlex.join([*wrapper, MLSPEC, *args]), cwd=PROJECT_DIR,
                         env=env or None, append_env=True, doc_md=RUNBOOKS.get(task_id, RUNBOOK_URL), **kwargs)
 
 
@@ -59,6 +61,16 @@ RUNBOOKS = {
     'request_retrain': 'RUNBOOK.md#section-paged',
 }
 RETRAIN_ASSET = Asset(name='mlspec_fraud_retrain', uri='mlspec://fraud/retrain')
+# The Prometheus Pushgateway `mlspec monitor --pushgateway URL` pushes the gauge mlspec_monitor_value to (what
+# alert rules read), looked up when the task runs: the Airflow Variable MLSPEC_PUSHGATEWAY_URL, else the task's
+# environment variable MLSPEC_PUSHGATEWAY_URL, else PUSHGATEWAY_URL (option pushgateway_url). None set: the
+# monitor runs without --pushgateway and pushes nothing.
+PUSHGATEWAY_URL = ''
+PUSHGATEWAY_ENV = {"MLSPEC_PUSHGATEWAY_VARIABLE": "{{ var.value.get('MLSPEC_PUSHGATEWAY_URL', '') }}"}
+WITH_PUSHGATEWAY = [  # sh runs the mlspec argv after it, adding `--pushgateway URL` when a URL is set
+    "sh", "-c", 'url="${MLSPEC_PUSHGATEWAY_VARIABLE:-${MLSPEC_PUSHGATEWAY_URL:-$1}}"; shift; '
+                'exec "$@" ${url:+--pushgateway "$url"}', "sh", PUSHGATEWAY_URL,
+]
 
 with DAG(
     dag_id='fraud_monitor',
@@ -72,8 +84,8 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
     # exit 1 means an alert fired (the monitor sends it): the task fails and is not retried
-    monitor = mlspec_task("monitor", ["monitor", SPEC], secrets=SECRETS, retries=0,
-                          execution_timeout=datetime.timedelta(minutes=60))
+    monitor = mlspec_task("monitor", ["monitor", SPEC], secrets=SECRETS, env=PUSHGATEWAY_ENV, wrapper=WITH_PUSHGATEWAY,
+                          retries=0, execution_timeout=datetime.timedelta(minutes=60))
     if RETRAIN_ASSET is not None:
         request = BashOperator(task_id="request_retrain", trigger_rule="all_failed", outlets=[RETRAIN_ASSET],
                                bash_command="echo 'a monitor alert fired: retraining requested'", retries=0)

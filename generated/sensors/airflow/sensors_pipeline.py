@@ -50,10 +50,10 @@ DEFAULT_ARGS = {
 }
 
 
-def mlspec_task(task_id, args, secrets=(), **kwargs):
-    """One `mlspec ...` command on the worker, in the project directory."""
-    env = {name: "{{ var.value." + name + " }}" for name in secrets}  # Airflow Variables, never literals
-    return BashOperator(task_id=task_id, bash_command=shlex.join([MLSPEC, *args]), cwd=PROJECT_DIR,
+def mlspec_task(task_id, args, secrets=(), env=None, wrapper=(), **kwargs):
+    """One `mlspec ...` command on the worker, in the project directory (run by the argv `wrapper`, if any)."""
+    env = {**{name: "{{ var.value." + name + " }}" for name in secrets}, **(env or {})}  # Variables, never literals
+    return BashOperator(task_id=task_id, bash_command=shlex.join([*wrapper, MLSPEC, *args]), cwd=PROJECT_DIR,
                         env=env or None, append_env=True, doc_md=RUNBOOKS.get(task_id, RUNBOOK_URL), **kwargs)
 
 

@@ -22,6 +22,7 @@ from mlspec.backends.common import (
     cron,
     dns_label,
     header,
+    http_url,
     make_context,
     option_choice,
     option_int,
@@ -65,6 +66,9 @@ class AirflowBackend:
         "namespace": "",
         "secret_name": "",  # kubernetes: default mlspec-<project>-secrets
         "workspace_claim": "",  # kubernetes: default mlspec-<project>-workspace
+        # the Pushgateway the monitor task pushes mlspec_monitor_value to when neither the Airflow Variable nor
+        # the environment variable MLSPEC_PUSHGATEWAY_URL is set when it runs (prefer those: no URL in the file)
+        "pushgateway_url": "",
     }
 
     def generate(self, spec: Spec, dag: nx.DiGraph, spec_path: str, options: Mapping[str, str]) -> dict[str, str]:
@@ -90,6 +94,8 @@ class _Modules:
         self.monitor_schedule = cron(options["monitor_schedule"])
         self.ints = {k: option_int(options, k) for k in ("retries", "retry_delay_seconds", "max_retry_delay_seconds",
                                                        "timeout_minutes", "train_timeout_minutes")}
+        self.pushgateway = options["pushgateway_url"] and http_url(options["pushgateway_url"],
+                                                                    "option pushgateway_url")
         self.image = options["image"] or default_image(ctx)
         if not IMAGE.fullmatch(self.image):
             raise BackendError(f"option image={self.image!r} is not an image reference")
@@ -197,8 +203,11 @@ class _Modules:
                  if self.retrain_on_alert else "None")
         runbooks = {"monitor": self.runbook("section-paged"), "request_retrain": self.runbook("section-paged")}
         doc = ("Runs `mlspec monitor` on a schedule. The monitor sends its own alerts; exit 1 (an alert fired)\n"
-               "fails the task, and when a monitor has a `-> retrain` action the retrain asset is emitted.")
+               "fails the task, and when a monitor has a `-> retrain` action the retrain asset is emitted.\n"
+               "With a Pushgateway URL (the Airflow Variable or environment variable MLSPEC_PUSHGATEWAY_URL,\n"
+               "or the option pushgateway_url) it pushes mlspec_monitor_value, which alert rules read.")
         body = fill(render.MONITOR, runbooks=py(runbooks), retrain_asset=asset, timeout=py(self.ints["timeout_minutes"]),
+                    pushgateway_url=py(self.pushgateway),
                     with_dag=with_dag(f"{ctx.project}_monitor", f"mlspec monitors of {ctx.project}",
                                       py(self.monitor_schedule), "monitoring"))
         return self.prelude(f"{ctx.project}: mlspec monitoring.", doc, sdk, bash=self.retrain_on_alert) + body

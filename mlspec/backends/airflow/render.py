@@ -101,10 +101,10 @@ DEFAULT_ARGS = {
 
 BASH_TASK = '''
 
-def mlspec_task(task_id, args, secrets=(), **kwargs):
-    """One `mlspec ...` command on the worker, in the project directory."""
-    env = {name: "{{ var.value." + name + " }}" for name in secrets}  # Airflow Variables, never literals
-    return BashOperator(task_id=task_id, bash_command=shlex.join([MLSPEC, *args]), cwd=PROJECT_DIR,
+def mlspec_task(task_id, args, secrets=(), env=None, wrapper=(), **kwargs):
+    """One `mlspec ...` command on the worker, in the project directory (run by the argv `wrapper`, if any)."""
+    env = {**{name: "{{ var.value." + name + " }}" for name in secrets}, **(env or {})}  # Variables, never literals
+    return BashOperator(task_id=task_id, bash_command=shlex.join([*wrapper, MLSPEC, *args]), cwd=PROJECT_DIR,
                         env=env or None, append_env=True, doc_md=RUNBOOKS.get(task_id, RUNBOOK_URL), **kwargs)
 '''
 
@@ -116,16 +116,17 @@ WORKSPACE_CLAIM = $workspace_claim
 POD_NAMES = $pod_names
 
 
-def mlspec_task(task_id, args, secrets=(), **kwargs):
-    """One `mlspec ...` command in a pod of the generated image, on the shared workspace claim."""
+def mlspec_task(task_id, args, secrets=(), env=None, wrapper=(), **kwargs):
+    """One `mlspec ...` command in a pod of the generated image, on the shared workspace claim (run by the argv
+    `wrapper`, if any)."""
     return KubernetesPodOperator(
         task_id=task_id,
         name=POD_NAMES.get(task_id, "mlspec"),
         namespace=NAMESPACE or None,
         image=IMAGE,
-        arguments=["mlspec", *args],
+        arguments=[*wrapper, "mlspec", *args],
         secrets=[Secret("env", name, SECRET_NAME, name) for name in secrets],
-        env_vars={"MLSPEC_WORKSPACE": "/workspace", "MLSPEC_SPEC_FINGERPRINT": SPEC_FINGERPRINT},
+        env_vars={"MLSPEC_WORKSPACE": "/workspace", "MLSPEC_SPEC_FINGERPRINT": SPEC_FINGERPRINT, **(env or {})},
         volumes=[k8s.V1Volume(name="workspace", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
             claim_name=WORKSPACE_CLAIM))],
         volume_mounts=[k8s.V1VolumeMount(name="workspace", mount_path="/workspace")],
@@ -171,11 +172,21 @@ MONITOR = '''
 
 RUNBOOKS = $runbooks
 RETRAIN_ASSET = $retrain_asset
+# The Prometheus Pushgateway `mlspec monitor --pushgateway URL` pushes the gauge mlspec_monitor_value to (what
+# alert rules read), looked up when the task runs: the Airflow Variable MLSPEC_PUSHGATEWAY_URL, else the task's
+# environment variable MLSPEC_PUSHGATEWAY_URL, else PUSHGATEWAY_URL (option pushgateway_url). None set: the
+# monitor runs without --pushgateway and pushes nothing.
+PUSHGATEWAY_URL = $pushgateway_url
+PUSHGATEWAY_ENV = {"MLSPEC_PUSHGATEWAY_VARIABLE": "{{ var.value.get('MLSPEC_PUSHGATEWAY_URL', '') }}"}
+WITH_PUSHGATEWAY = [  # sh runs the mlspec argv after it, adding `--pushgateway URL` when a URL is set
+    "sh", "-c", 'url="$${MLSPEC_PUSHGATEWAY_VARIABLE:-$${MLSPEC_PUSHGATEWAY_URL:-$$1}}"; shift; '
+                'exec "$$@" $${url:+--pushgateway "$$url"}', "sh", PUSHGATEWAY_URL,
+]
 
 $with_dag
     # exit 1 means an alert fired (the monitor sends it): the task fails and is not retried
-    monitor = mlspec_task("monitor", ["monitor", SPEC], secrets=SECRETS, retries=0,
-                          execution_timeout=datetime.timedelta(minutes=$timeout))
+    monitor = mlspec_task("monitor", ["monitor", SPEC], secrets=SECRETS, env=PUSHGATEWAY_ENV, wrapper=WITH_PUSHGATEWAY,
+                          retries=0, execution_timeout=datetime.timedelta(minutes=$timeout))
     if RETRAIN_ASSET is not None:
         request = BashOperator(task_id="request_retrain", trigger_rule="all_failed", outlets=[RETRAIN_ASSET],
                                bash_command="echo 'a monitor alert fired: retraining requested'", retries=0)
