@@ -42,7 +42,7 @@ from starlette.routing import Route
 from mlspec.diagnostics import did_you_mean
 from mlspec.ir.spec import Model, Serve, Spec
 from mlspec.runtime.encode import encode_row
-from mlspec.runtime.online.features import FeatureService
+from mlspec.runtime.online.features import DEFAULT_CACHE_ROWS, FeatureService
 from mlspec.runtime.online.materialize import source_needs
 from mlspec.runtime.online.store import OnlineStore
 from mlspec.runtime.registry import Registry
@@ -101,15 +101,18 @@ class ServingState:
 
     def __init__(self, spec: Spec, root: Path, store: OnlineStore, features: FeatureSource | None = None, *,
                  registry: Registry | None = None, poll_seconds: float = 0.2, log_dir: Path | None = None,
-                 prediction_log: bool = True) -> None:
+                 prediction_log: bool = True, cache_rows: int = DEFAULT_CACHE_ROWS) -> None:
         from mlspec.runtime.warehouse import STATE_DIR
 
         self.spec = spec
         self.root = root
         self.store = store
-        self.features: FeatureSource = features or FeatureService(spec)
+        self.features: FeatureSource = features or FeatureService(spec, cache_rows)
         self.registry = registry or Registry(root / STATE_DIR / "registry")
         self.metrics = ServingMetrics()
+        if isinstance(self.features, FeatureService):
+            cache = self.features.cache
+            self.metrics.watch_cache(lambda: (cache.hits, cache.misses, cache.rows))
         self.log = PredictionLog(log_dir or root / STATE_DIR / "predictions",
                                  on_drop=self.metrics.log_dropped.inc) if prediction_log else None
         self.holders: dict[str, ChampionHolder] = {}

@@ -23,6 +23,9 @@ def add_parsers(sub: Any) -> None:
                    help="how often to check for a promoted or rolled-back champion (default 0.2)")
     p.add_argument("--no-prediction-log", action="store_true",
                    help="do not append requests and predictions to .mlspec/predictions/")
+    p.add_argument("--cache-rows", type=int, default=None, metavar="N",
+                   help="online rows kept decoded in memory, least recently used first out (default 200000; "
+                        "0: read the store on every request); any write to the store empties the cache")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     p.set_defaults(func=cmd_serve)
 
@@ -31,6 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from mlspec.cli import _compiled_or_exit, _spec_paths
+    from mlspec.runtime.online.features import DEFAULT_CACHE_ROWS
     from mlspec.runtime.online.store import open_store
     from mlspec.runtime.serving.app import ServingState, create_app
 
@@ -40,6 +44,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not realtime:
         print("error: the spec has no `serve ... { mode = realtime }` block to serve", file=sys.stderr)
         return 1
+    if args.cache_rows is not None and args.cache_rows < 0:
+        print("error: --cache-rows is a number of rows, 0 or more", file=sys.stderr)
+        return 1
     if not 0.01 <= args.poll <= 60:
         print("error: --poll is seconds between 0.01 and 60", file=sys.stderr)
         return 1
@@ -47,7 +54,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store = open_store(spec, compiled.root)
     try:
         state = ServingState(spec, compiled.root, store, poll_seconds=args.poll,
-                             prediction_log=not args.no_prediction_log)
+                             prediction_log=not args.no_prediction_log,
+                             cache_rows=DEFAULT_CACHE_ROWS if args.cache_rows is None else args.cache_rows)
         state.start()  # load the champions now, so problems are printed before the server listens
         _, detail = state.readiness()
         for name, entry in detail["serves"].items():

@@ -9,7 +9,7 @@ the costly part of a prometheus_client update and it sits on the request path.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -21,7 +21,9 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE", "ServeMetrics", "ServingMetrics"]
 
@@ -107,5 +109,25 @@ class ServingMetrics:
                 self.model_info.remove(serve, role, model, old_version)
         self.model_info.labels(serve, role, model, version).set(1)
 
+    def watch_cache(self, stats: Callable[[], tuple[int, int, int]]) -> None:
+        """Expose the online feature cache: `stats()` gives (hits, misses, rows held), read at scrape time."""
+        self.registry.register(_CacheCollector(stats))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CacheCollector(Collector):
+    """Reads the feature cache's counters when scraped, so the request path updates no metric for it."""
+
+    def __init__(self, stats: Callable[[], tuple[int, int, int]]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        hits, misses, rows = self.stats()
+        yield CounterMetricFamily("mlspec_feature_cache_hits", "Entity histories served from the online feature "
+                                  "cache", value=hits)
+        yield CounterMetricFamily("mlspec_feature_cache_misses", "Entity histories read from the online store "
+                                  "(not cached, or the store changed)", value=misses)
+        yield GaugeMetricFamily("mlspec_feature_cache_rows", "Stored rows held by the online feature cache",
+                                value=rows)

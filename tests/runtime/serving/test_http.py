@@ -181,6 +181,12 @@ def test_metrics_exposition(server: Server, project: Project) -> None:
     assert value("mlspec_model_version_info", serve="churn_api", role="champion", model="churn_risk",
                  version=project.v1) == 1
     assert value("mlspec_latency_p99_objective_seconds", serve="churn_api") == 0.05  # latency_p99 = 50ms
+    misses, hits = value("mlspec_feature_cache_misses_total"), value("mlspec_feature_cache_hits_total")
+    post(server, {"customer_id": 5, "as_of": AS_OF})  # its rows are cached now
+    again = {(s.name): s.value for f in text_string_to_metric_families(server.client.get("/metrics").text)
+             for s in f.samples if s.name.startswith("mlspec_feature_cache")}
+    assert misses >= 2 and again["mlspec_feature_cache_hits_total"] >= hits + 2  # orders and customers of 5
+    assert again["mlspec_feature_cache_rows"] > 0
     lite = project.registry.champion("churn_lite")
     assert value("mlspec_model_version_info", serve="churn_api", role="shadow", model="churn_lite",
                  version=str(lite)) == 1

@@ -65,3 +65,10 @@ def test_serve_refuses_a_spec_without_realtime_blocks(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", RUN, "serve", str(tmp_path / "batch.mlspec")], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "no `serve ... { mode = realtime }` block" in proc.stderr
+
+
+def test_serve_refuses_a_negative_cache_size(capsys: pytest.CaptureFixture[str]) -> None:
+    from mlspec.cli import main
+
+    assert main(["serve", str(REPO / "specs" / "churn.mlspec"), "--cache-rows", "-1"]) == 1
+    assert "--cache-rows is a number of rows, 0 or more" in capsys.readouterr().err
