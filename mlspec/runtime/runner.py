@@ -134,7 +134,9 @@ def run_pipeline(compiled: Compiled, *, engine: str = "duckdb", node: str | None
             started = time.time()
             if kind in NOT_RUN_HERE or (kind == "serve" and compiled.spec.serves and
                                         next(s for s in compiled.spec.serves if s.name == name).mode != "batch"):
-                note = NOT_RUN_HERE.get(kind, "realtime and streaming serving start with `mlspec serve`")
+                mode = next(s for s in compiled.spec.serves if s.name == name).mode if kind == "serve" else ""
+                note = NOT_RUN_HERE.get(kind, "streaming serving starts with `mlspec stream`" if mode == "streaming"
+                                        else "realtime serving starts with `mlspec serve`")
                 report = NodeReport(nid, kind, "skipped", 0.0, {"note": note})
             else:
                 try:

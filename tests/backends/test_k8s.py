@@ -13,6 +13,7 @@ import yaml
 
 from mlspec.backends import BackendError, generate
 from mlspec.backends.common import compiled_json
+from mlspec.ir.spec import SecretRef
 from tests.backends.support import SPECS, example, golden_files
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
@@ -153,7 +154,13 @@ def test_streaming_serve_becomes_a_hardened_deployment_without_service_or_autosc
     assert deployment["spec"]["replicas"] == serve.replicas[0] == 2
     pod = deployment["spec"]["template"]["spec"]
     (c,) = pod["containers"]
-    assert c["args"] == ["mlspec", "serve", "sensors.mlspec", "--host", "0.0.0.0", "--port", "8080"]
+    assert c["args"] == ["mlspec", "stream", "sensors.mlspec", "--serve", serve.name, "--host", "0.0.0.0", "--port",
+                         "8080"]
+    # the streams' Redis URL is a Secret reference (the spec's online store is embedded), never a value
+    (url,) = [e for e in c["env"] if e["name"] == "MLSPEC_STREAM_URL"]
+    assert url == {"name": "MLSPEC_STREAM_URL", "valueFrom": {"secretKeyRef": {"name": "mlspec-sensors-secrets",
+                                                                                "key": "MLSPEC_STREAM_URL"}}}
+    assert "--from-literal=MLSPEC_STREAM_URL=..." in files["kustomization.yaml"]
     assert c["livenessProbe"]["httpGet"]["path"] == "/health" and c["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert set(c["resources"]) == {"requests", "limits"}
     assert pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["readOnlyRootFilesystem"] is True
@@ -162,8 +169,17 @@ def test_streaming_serve_becomes_a_hardened_deployment_without_service_or_autosc
     assert deployment["metadata"]["annotations"]["mlspec.dev/stream-output"] == serve.output_stream
     assert pdb["spec"]["maxUnavailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
-    # what runs there is said where it runs: no stream consumer exists yet
-    assert "mlspec has no stream consumer command yet" in files[f"stream-{serve.name}.yaml"]
+    # what runs there, and that an embedded online store is not shared by the replicas, is said where it runs
+    assert "Each pod runs `mlspec stream`" in files[f"stream-{serve.name}.yaml"]
+    assert "pods do not share history" in files[f"stream-{serve.name}.yaml"]
+    shared = dataclasses.replace(spec, project=dataclasses.replace(spec.project, online_store="redis",
+                                                                   online_store_url=SecretRef("SENSORS_REDIS")))
+    files_shared = generate("k8s", shared, example("sensors")[1], "specs/sensors.mlspec")
+    shared_deployment = next(yaml.safe_load_all(files_shared[f"stream-{serve.name}.yaml"]))
+    (c,) = shared_deployment["spec"]["template"]["spec"]["containers"]
+    assert [e["name"] for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})] == [
+        "PLANT_ONCALL_WEBHOOK_URL", "SENSORS_REDIS"]  # the online store's Redis serves the streams too
+    assert "online store's Redis" in files_shared[f"stream-{serve.name}.yaml"]
     single = dataclasses.replace(serve, replicas=(1, 4))
     single_spec = dataclasses.replace(spec, serves=tuple(single if s is serve else s for s in spec.serves))
     files = generate("k8s", single_spec, example("sensors")[1], "specs/sensors.mlspec")

@@ -2,7 +2,9 @@
 
 batch serve -> CronJob (`mlspec run --until serve:NAME`); realtime serve -> Deployment (probes,
 resources, non-root, read-only root filesystem) + Service + HorizontalPodAutoscaler +
-PodDisruptionBudget; streaming serve -> Deployment (+ PodDisruptionBudget from two replicas);
+PodDisruptionBudget; streaming serve -> Deployment of `mlspec stream` (+ PodDisruptionBudget from
+two replicas), the streams' Redis URL from the Secret (MLSPEC_STREAM_URL) unless the online store
+is Redis;
 monitor -> CronJob (`mlspec monitor`) + PrometheusRule. The compiled spec
 sits in a ConfigMap, env() secrets come from one Secret through secretKeyRef, and jobs share a
 workspace PersistentVolumeClaim (warehouse, registry, data, outputs).
@@ -39,6 +41,7 @@ KSERVE_CONTAINER = "kserve-container"  # the container KServe takes for the pred
 KSERVE_NAME_LIMIT = 45  # KServe names the predictor's Deployment and Service `<name>-predictor` (63 at most)
 PUSHGATEWAY_ENV = "MLSPEC_PUSHGATEWAY_URL"
 PUSHGATEWAY_KEY = "pushgateway_url"  # in the spec ConfigMap
+STREAM_URL_ENV = "MLSPEC_STREAM_URL"  # what `mlspec stream` reads the streams' Redis URL from
 EXIT_REJECTED = 3  # `mlspec run --fail-on-rejected` when a gate rejects (mlspec.runtime.runner)
 WORKSPACE = "/workspace"  # the project directory inside every container (see the docker target)
 REGISTRY_MOUNT = "/var/lib/mlspec"
@@ -96,7 +99,7 @@ class KubernetesBackend:
         files["kustomization.yaml"] = [{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                                         "resources": sorted(files)}]
         top = header(ctx, self.name)
-        notes = {name: _comment([STREAMING_NOTE]) for name in files if name.startswith("stream-")}
+        notes = {name: _comment(streaming_note(spec)) for name in files if name.startswith("stream-")}
         notes["kustomization.yaml"] = _usage(k)
         return {name: top + notes.get(name, "") + yaml_documents(docs) for name, docs in sorted(files.items())}
 
@@ -108,7 +111,7 @@ def _comment(lines: list[str], width: int = 100) -> str:
 
 
 def _usage(k: _Manifests) -> str:
-    envs = " ".join(f"--from-literal={e}=..." for e in secret_envs(k.ctx.spec))
+    envs = " ".join(f"--from-literal={e}=..." for e in [*secret_envs(k.ctx.spec), *k.stream_secrets()])
     lines = ["Apply with `kubectl apply -k <this directory>` after building the image (docker target).",
              "Jobs share the workspace claim and the realtime pods read the model registry from it at start:",
              "give it a ReadWriteMany storage class, or set the registry_url option to a registry archive."]
@@ -272,10 +275,11 @@ class _Manifests:
                                "labels": doc["metadata"]["labels"]}
         return doc
 
-    def deployment(self, serve: Serve, component: str,
-                   annotations: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
-        """The Deployment of an online serve block running `mlspec serve` (probes, resources, non-root,
-        read-only root filesystem), and its pod selector."""
+    def deployment(self, serve: Serve, component: str, annotations: Mapping[str, str] | None = None,
+                   command: list[str] | None = None,
+                   env: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+        """The Deployment of an online serve block running `mlspec serve` (or `command`) with probes,
+        resources, non-root, read-only root filesystem, and its pod selector."""
         name = dns_label(self.ctx.project, serve.name)
         extra = {"mlspec.dev/serve": dns_label(serve.name)}
         selector = {"app.kubernetes.io/part-of": dns_label(self.ctx.project), "mlspec.dev/serve": dns_label(serve.name)}
@@ -284,9 +288,10 @@ class _Manifests:
         mounts = [{"name": "registry", "mountPath": REGISTRY_MOUNT, "readOnly": True}] if local_registry else []
         volumes = ([{"name": "registry", "persistentVolumeClaim": {"claimName": self.claim, "readOnly": True}}]
                    if local_registry else [])
-        container = self.container(["mlspec", "serve", self.ctx.spec_arg, "--host", "0.0.0.0", "--port", str(PORT)],
-                                   secrets=True, extra_mounts=mounts,
-                                   env=[{"name": "MLSPEC_REGISTRY_URL", "value": self.registry_url}])
+        args = command or ["mlspec", "serve", self.ctx.spec_arg]
+        container = self.container([*args, "--host", "0.0.0.0", "--port", str(PORT)], secrets=True,
+                                   extra_mounts=mounts,
+                                   env=[{"name": "MLSPEC_REGISTRY_URL", "value": self.registry_url}, *(env or [])])
         container["ports"] = [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
         container["startupProbe"] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 2,
                                      "failureThreshold": 60}
@@ -355,20 +360,40 @@ class _Manifests:
                 "spec": {"predictor": predictor}}
         return [isvc, self.pdb(serve, "serve", selector)]
 
+    def stream_secrets(self) -> list[str]:
+        """Secret keys the stream consumers need beyond the spec's env() references: the streams'
+        Redis URL, unless the spec's online store is Redis (then `mlspec stream` uses that)."""
+        streaming = any(s.mode == "streaming" for s in self.ctx.spec.serves)
+        return [STREAM_URL_ENV] if streaming and self.ctx.spec.project.online_store != "redis" else []
+
     def streaming(self, serve: Serve) -> list[dict[str, Any]]:
-        """A streaming serve block: a Deployment of `mlspec serve` (the only online serving command; it
-        serves realtime blocks and consumes no stream yet, see STREAMING_NOTE), `replicas` at the
-        range's lower bound, no Service or autoscaler (no request traffic to route or scale on); a
-        PodDisruptionBudget keeps all but one replica up through node drains when there are two or more."""
+        """A streaming serve block: a Deployment of `mlspec stream` (one consumer per pod, named after
+        the pod, in the serve block's consumer group), `replicas` at the range's lower bound, no
+        Service or autoscaler (no request traffic to route or scale on); /health and /ready on the
+        same port as the realtime pods. A PodDisruptionBudget keeps all but one replica up through node
+        drains when there are two or more; a pod that is evicted or dies leaves its pending entries to
+        the others, which claim them."""
         streams = {"mlspec.dev/stream-input": serve.input_stream, "mlspec.dev/stream-output": serve.output_stream}
-        deployment, selector = self.deployment(serve, "stream", {k: v for k, v in streams.items() if v})
+        env = [{"name": e, "valueFrom": {"secretKeyRef": {"name": self.secret, "key": e}}}
+               for e in self.stream_secrets()]
+        deployment, selector = self.deployment(serve, "stream", {k: v for k, v in streams.items() if v},
+                                               ["mlspec", "stream", self.ctx.spec_arg, "--serve", serve.name], env)
         low, _ = serve.replicas or (1, 1)
         return [deployment, *([self.pdb(serve, "stream", selector)] if low >= 2 else [])]
 
 
-STREAMING_NOTE = ("mlspec has no stream consumer command yet: `mlspec serve` (run here) serves the realtime "
-                  "serve blocks over HTTP and exits with an error when the spec has none, so these pods "
-                  "do not read the input stream until it does.")
+def streaming_note(spec: Spec) -> list[str]:
+    """What the stream Deployment's file says about where its Redis and online store are."""
+    lines = ["Each pod runs `mlspec stream`: one consumer of the serve block's consumer group, scoring the "
+             "input stream's events into the output stream (dead letters: <output>.dead)."]
+    if spec.project.online_store == "redis":
+        lines.append("The streams live in the online store's Redis (the spec's online_store).")
+    else:
+        lines.append(f"The streams' Redis URL comes from the Secret's {STREAM_URL_ENV} key. The spec's online "
+                     "store is embedded (SQLite inside each pod): the pods do not share history, so features see "
+                     "only the events one pod scored; keep the online store in Redis (online_store = "
+                     "redis(env(\"NAME\"))) to run several replicas.")
+    return lines
 
 
 BACKEND = KubernetesBackend()
