@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parsers", "cmd_compile", "default_out", "display_path", "parse_options", "write_files"]
+__all__ = ["add_parsers", "cmd_compile", "default_out", "display_path", "option_default", "parse_options",
+           "write_files"]
 
 
 def add_parsers(sub: Any) -> None:
@@ -28,7 +29,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from mlspec.backends import BackendError, available, load
+    from mlspec.backends import BUILTIN, BackendError, available, load
 
     if args.list_targets:
         for name, info in available().items():
@@ -38,8 +39,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
                 print(f"{name:8}  (cannot load {info.value}: {e})")
                 continue
             print(f"{name:8}  {backend.description}")
+            builtin = BUILTIN.get(name) == info.value
             for key, default in backend.options.items():
-                print(f"{'':10}--option {key}={default if default else '(derived)'}")
+                print(f"{'':10}--option {key}={option_default(backend, key, default, builtin=builtin)}")
         return 0
     if not args.target:
         print("error: give --target NAME (or --list-targets)", file=sys.stderr)
@@ -64,6 +66,20 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def option_default(backend: Any, key: str, default: str, *, builtin: bool = False) -> str:
+    """How `--list-targets` shows a default: itself, `(derived: FROM)` when the target fills an empty one in
+    (its `derived_options`; a built-in target without them: the shared DERIVED_OPTIONS), else `(unset)`."""
+    from mlspec.backends.common import DERIVED_OPTIONS
+
+    if default:
+        return default
+    derived = getattr(backend, "derived_options", None)
+    if derived is None:
+        derived = DERIVED_OPTIONS if builtin else {}
+    how = derived.get(key)
+    return f"(derived: {how})" if how else "(unset)"
 
 
 def compile_target(target: str, spec: Any, dag: Any, spec_arg: str, out: Path,

@@ -32,6 +32,16 @@ SAFE_PATH = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-/]*", re.ASCII)
 HTTP_URL = re.compile(r"https?://[A-Za-z0-9._~:/?#\[\]@!&()*+,;=%-]+", re.ASCII)
 CRON_FIELD = re.compile(r"(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?(,(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?)*", re.ASCII)
 
+# Options of the built-in targets whose empty default means "derived", and from what; `mlspec compile
+# --list-targets` shows any other empty default as unset. A target may declare its own `derived_options`.
+DERIVED_OPTIONS: Mapping[str, str] = {
+    "image": "mlspec-<project>:<fingerprint[:12]>, the docker target's tag",
+    "secret_name": "mlspec-<project>-secrets",
+    "workspace_claim": "mlspec-<project>-workspace",
+    "registry_url": "the workspace claim's registry",
+    "out_dir": "the output directory",
+}
+
 # The step a node is in the pipeline, used for task, stage and job names: `extract_orders`.
 STEP = {"source": "extract", "check": "check", "label": "label", "features": "features", "dataset": "dataset",
         "model": "train", "gate": "gate", "serve": "score"}

@@ -218,6 +218,30 @@ def test_the_monitor_task_pushes_to_the_pushgateway_set_when_it_runs(op: str, da
     assert _monitor_argv(op, command, env, tmp_path) == [*base, "--pushgateway", "http://env:9091"]
 
 
+def test_list_targets_tells_unset_options_from_derived_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    from mlspec.cli import main
+
+    assert main(["compile", "--list-targets"]) == 0
+    listing: dict[str, dict[str, str]] = {}
+    target = ""
+    for line in capsys.readouterr().out.splitlines():
+        if not line.startswith(" "):
+            target = line.split()[0]
+            listing[target] = {}
+        else:
+            key, _, shown = line.strip().removeprefix("--option ").partition("=")
+            listing[target][key] = shown
+    for name in ("airflow", "k8s"):  # empty and nothing fills it in: no Pushgateway, the current namespace
+        assert listing[name]["pushgateway_url"] == "(unset)" and listing[name]["namespace"] == "(unset)"
+        assert listing[name]["image"] == "(derived: mlspec-<project>:<fingerprint[:12]>, the docker target's tag)"
+        assert listing[name]["secret_name"] == "(derived: mlspec-<project>-secrets)"
+        assert listing[name]["workspace_claim"] == "(derived: mlspec-<project>-workspace)"
+    assert listing["k8s"]["registry_url"] == "(derived: the workspace claim's registry)"
+    assert listing["docker"]["out_dir"] == "(derived: the output directory)"
+    assert listing["airflow"]["operator"] == "bash" and listing["dvc"] == {"fail_on_rejected": "false"}
+    assert not any(v == "(derived)" for options in listing.values() for v in options.values())
+
+
 def test_schedules_come_from_the_spec(dagbags: dict[Any, Any]) -> None:
     churn = dagbags[("churn", "bash")]["dags"]
     assert churn["churn_pipeline"]["timetable"] == "CronTriggerTimetable"

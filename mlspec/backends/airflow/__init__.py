@@ -18,6 +18,7 @@ from mlspec.backends import BackendError
 from mlspec.backends.airflow import render
 from mlspec.backends.airflow.render import fill, py, with_dag
 from mlspec.backends.common import (
+    DERIVED_OPTIONS,
     Context,
     cron,
     dns_label,
@@ -70,6 +71,9 @@ class AirflowBackend:
         # the environment variable MLSPEC_PUSHGATEWAY_URL is set when it runs (prefer those: no URL in the file)
         "pushgateway_url": "",
     }
+
+    # the options whose empty default is filled in (for --list-targets; the others are unset when empty)
+    derived_options: Mapping[str, str] = {k: DERIVED_OPTIONS[k] for k in ("image", "secret_name", "workspace_claim")}
 
     def generate(self, spec: Spec, dag: nx.DiGraph, spec_path: str, options: Mapping[str, str]) -> dict[str, str]:
         ctx = make_context(spec, dag, spec_path)
