@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -146,21 +147,39 @@ def in_process(root: Path, calls: int) -> dict[str, Any]:
         for fn in variants.values():  # warm up
             for i in range(200):
                 fn(i)
+        # Garbage collections, by the variant during which they ran: each one pauses that call.
+        pauses: dict[str, list[int]] = {name: [] for name in variants}
+        running = [next(iter(variants))]
+        started = [0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter_ns()
+            else:
+                pauses[running[0]].append(time.perf_counter_ns() - started[0])
+
+        gc.callbacks.append(on_gc)
         # Variants alternate in blocks of 50 calls (~50 ms), so a burst of load on this shared
         # machine lands on all of them alike instead of on whichever ran during it.
-        for start in range(0, calls, BLOCK):
-            for name, fn in variants.items():
-                out = samples[name]
-                for i in range(start, start + BLOCK):
-                    t = time.perf_counter_ns()
-                    fn(i)
-                    out.append(time.perf_counter_ns() - t)
+        try:
+            for start in range(0, calls, BLOCK):
+                for name, fn in variants.items():
+                    running[0] = name
+                    out = samples[name]
+                    for i in range(start, start + BLOCK):
+                        t = time.perf_counter_ns()
+                        fn(i)
+                        out.append(time.perf_counter_ns() - t)
+        finally:
+            gc.callbacks.remove(on_gc)
         assert state.log is not None
         state.log.flush()
     finally:
         state.stop()
         store.close()
-    stats = {name: _pcts(np.array(s) / 1000.0) for name, s in samples.items()}
+    stats = {name: {**_pcts(np.array(s) / 1000.0), "gc_pauses": len(pauses[name]),
+                    "gc_pause_mean_us": float(np.mean(pauses[name]) / 1000.0) if pauses[name] else 0.0}
+             for name, s in samples.items()}
     base = stats["floor: inplace_predict"]
     ours = stats["features + predict"]
     full = stats["full handler (no HTTP)"]
@@ -367,8 +386,9 @@ def http(root: Path, customers: int, rate: float, seconds: float, concurrency: i
 # ---- report ------------------------------------------------------------------------------------
 
 def report(a: dict[str, Any], b: dict[str, Any]) -> str:
-    rows = [[name, f"{s['p50']:.0f}", f"{s['p99']:.0f}"] for name, s in a["us"].items()]
-    part_a = table(["(a) in process, one request", "p50 us", "p99 us"], rows)
+    rows = [[name, f"{s['p50']:.0f}", f"{s['p99']:.0f}", f"{s['gc_pauses']} x {s['gc_pause_mean_us']:.0f}"]
+            for name, s in a["us"].items()]
+    part_a = table(["(a) in process, one request", "p50 us", "p99 us", "GC pauses x mean us"], rows)
     part_a += (f"\n\noverhead of features + predict above the floor: p50 {a['overhead_p50_us']:.0f} us, "
                f"p99 {a['overhead_p99_us']:.0f} us (goal < {P99_GOAL_US:.0f} us at p99: "
                f"{'met' if a['goal_met'] else 'NOT met'}); the serving layer around them (JSON, schema, metrics, "
