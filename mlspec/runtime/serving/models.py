@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlspec.runtime.registry import CHAMPION_FILE, Registry, RegistryError
+from mlspec.runtime.serving.predictor import Predict, predictor_for
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -47,13 +48,14 @@ class LoadedModel:
     encoding: FeatureEncoding
     task: str
     classes: tuple[str, ...]
+    predict: Predict  # `booster.inplace_predict(m, missing=nan)`, or the same through the C API
     loaded_at: float = field(default_factory=time.time)
 
     def scores(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """P(positive) / value per row; (n, k) class probabilities for multiclass."""
         from mlspec.runtime.train import predict_scores
 
-        return predict_scores(self.booster, matrix, self.task)
+        return predict_scores(self.booster, matrix, self.task, self.predict)
 
 
 def load_version(registry: Registry, name: str, version: str) -> LoadedModel:
@@ -64,7 +66,8 @@ def load_version(registry: Registry, name: str, version: str) -> LoadedModel:
     booster = load_booster(registry.load_model_bytes(name, info.version))
     encoding = registry.load_encoding(name, info.version)
     model = LoadedModel(name, info.version, booster, encoding, str(info.metadata.get("task", "binary")),
-                        tuple(str(c) for c in info.metadata.get("classes", ())))
+                        tuple(str(c) for c in info.metadata.get("classes", ())),
+                        predictor_for(booster, len(encoding.features)))
     model.scores(np.full((1, len(encoding.features)), np.nan, dtype=np.float32))  # first call allocates; do it here
     return model
 

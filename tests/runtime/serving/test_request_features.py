@@ -23,6 +23,7 @@ from mlspec.runtime.encode import EncodedFeature, FeatureEncoding, encode_row
 from mlspec.runtime.online.store import open_store
 from mlspec.runtime.serving.app import ServingState
 from mlspec.runtime.serving.models import LoadedModel
+from mlspec.runtime.serving.predictor import predictor_for
 from mlspec.runtime.serving.schema import FieldError, RequestRow, schema_for
 from tests.runtime.serving.conftest import REPO, Server, running
 
@@ -144,7 +145,8 @@ def _stand_in(spec: Spec, state: ServingState) -> LoadedModel:
     x = np.random.default_rng(0).normal(size=(200, len(enc.features))).astype(np.float32)
     booster = xgb.train({"objective": "binary:logistic", "nthread": 1, "max_depth": 2},
                         xgb.DMatrix(x, label=(x[:, 0] > 0).astype(np.float32)), num_boost_round=5)
-    model = state.holders["fraud_risk"].current = LoadedModel("fraud_risk", "standin", booster, enc, "binary", ())
+    model = state.holders["fraud_risk"].current = LoadedModel("fraud_risk", "standin", booster, enc, "binary", (),
+                                                              predictor_for(booster, len(enc.features)))
     return model
 
 
