@@ -77,9 +77,10 @@ class History:
     group over the source. Read-only once built, apart from the memo of argument values.
     """
 
-    __slots__ = ("_values", "latest", "rows", "times")
+    __slots__ = ("_values", "latest", "rows", "stored", "times")
 
     def __init__(self, rows: Sequence[Row], timestamp: str | None) -> None:
+        self.stored = rows  # as given, rows without a time included: what a newer history extends
         self.latest: Row | None = max(rows, key=_seq) if rows else None  # for a source without time
         self.times: list[int] | None
         if timestamp:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from mlspec.ir.spec import Model, Spec
 from mlspec.ir.types import DType
 from mlspec.runtime.engines.online import Evaluator, History, to_timestamp
 from mlspec.runtime.online.materialize import namespace
-from mlspec.runtime.online.store import OnlineStore, key_text
+from mlspec.runtime.online.store import OnlineStore, decode_row, encode_row, key_text
 from mlspec.runtime.score import groups_for
 
 DEFAULT_CACHE_ROWS = 200_000
@@ -102,6 +102,29 @@ class HistoryCache:
                 _, old = self._entries.popitem(last=False)
                 self._rows -= max(1, len(old))
 
+    def advance(self, store: OnlineStore, before: object, after: object,
+                update: Callable[[str, str, History], History | None], touched: Iterable[tuple[str, str]]) -> bool:
+        """Move from `before` to `after` across a write this process made (no other write between):
+        each touched (source, key) entry is replaced by `update(source, key, history)`, or dropped
+        when that gives None. False (and nothing kept) when the cache was not at `before`."""
+        with self._lock:
+            if store is not self._store or before is None or self._version != before:
+                return False
+            for source, key in touched:
+                old = self._entries.pop((source, key), None)
+                if old is None:
+                    continue
+                self._rows -= max(1, len(old))
+                new = update(source, key, old)
+                if new is not None and max(1, len(new)) <= self.max_rows:
+                    self._entries[(source, key)] = new
+                    self._rows += max(1, len(new))
+            while self._rows > self.max_rows:
+                _, evicted = self._entries.popitem(last=False)
+                self._rows -= max(1, len(evicted))
+            self._version = after
+            return True
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -170,6 +193,25 @@ class FeatureService:
                     extra = self._event_row(step, key, when, request)
             done[step.group] = step.evaluator.evaluate_history(when, history, extra, request, done)
         return OnlineResult({q: done[group][name] for q, group, name in wanted}, known)
+
+    def write_rows(self, store: OnlineStore, source: str, key_column: str, rows: list[dict[str, Any]],
+                   ts_column: str | None = None) -> int:
+        """Write rows to the store and keep the cache: the entities written get their new rows added
+        to their cached history, the others keep theirs (a consumer writing the events it scores
+        would otherwise empty the cache on every batch). Returns rows newly written."""
+        keyed = [r for r in rows if r.get(key_column) is not None]
+        result = store.write_rows_tracked(source, key_column, rows, ts_column)
+        by_key: dict[str, list[dict[str, Any]]] = {}
+        for r in keyed:  # as the store holds them: the same types a read would give
+            by_key.setdefault(key_text(r[key_column]), []).append(decode_row(encode_row(r)))
+
+        def update(_: str, key: str, history: History) -> History | None:
+            if result.written != len(keyed):  # some rows were already stored: read the entity again
+                return None
+            return History([*history.stored, *by_key[key]], ts_column)
+
+        self.cache.advance(store, result.before, result.after, update, [(source, k) for k in by_key])
+        return result.written
 
     def _history(self, store: OnlineStore, step: _Step, key: str, version: object) -> History:
         assert step.namespace is not None

@@ -38,6 +38,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -152,6 +153,15 @@ def _prepared(key_column: str, rows: Iterable[Row], ts_column: str | None) -> li
 # ---- the protocol ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TrackedWrite:
+    """What `write_rows_tracked` did: rows newly written, and the versions either side of it."""
+
+    written: int
+    before: object = None
+    after: object = None
+
+
 @runtime_checkable
 class OnlineStore(Protocol):
     """What serving and materialization need of an online store, whatever the backend."""
@@ -159,6 +169,13 @@ class OnlineStore(Protocol):
     def write_rows(self, source: str, key_column: str, rows: list[Row], ts_column: str | None = None) -> int:
         """Store rows (each carrying __seq); idempotent by (source, __seq); returns rows newly written.
         `ts_column` names the row time, which `prune` needs."""
+        ...
+
+    def write_rows_tracked(self, source: str, key_column: str, rows: list[Row],
+                           ts_column: str | None = None) -> TrackedWrite:
+        """`write_rows`, also giving the store's version just before and just after the write when no
+        other write came between them (else both None): a reader holding rows read at `before` can
+        apply these rows itself and move to `after` instead of reading everything again."""
         ...
 
     def rows_for(self, source: str, key: object) -> list[Row]:
@@ -240,11 +257,19 @@ class SqliteStore:
         return _Tx(self._conn, self._lock)
 
     def write_rows(self, source: str, key_column: str, rows: list[Row], ts_column: str | None = None) -> int:
+        return self.write_rows_tracked(source, key_column, rows, ts_column).written
+
+    def write_rows_tracked(self, source: str, key_column: str, rows: list[Row],
+                           ts_column: str | None = None) -> TrackedWrite:
         data = [(source, k, seq, ts, payload) for k, seq, ts, payload in _prepared(key_column, rows, ts_column)]
         with self._tx() as c:
+            # Inside the write lock no other connection commits: the version read here is the one
+            # just before this write, and committing it moves only this connection's changes.
+            (data_version,) = c.execute("PRAGMA data_version").fetchone()
             before = self._conn.total_changes
             c.executemany("INSERT OR IGNORE INTO online_rows VALUES (?, ?, ?, ?, ?)", data)
-            return self._conn.total_changes - before
+            written = self._conn.total_changes - before
+        return TrackedWrite(written, (data_version, before), (data_version, before + written))
 
     def rows_for(self, source: str, key: object) -> list[Row]:
         with self._lock:
@@ -366,10 +391,11 @@ for i = 3, #KEYS do
     n = n + 1
   end
 end
+local version = redis.call('GET', KEYS[2])
 if n > 0 then
-  redis.call('INCR', KEYS[2])
+  version = redis.call('INCR', KEYS[2])
 end
-return n
+return {n, version}
 """
 
 _BATCH = 500
@@ -406,16 +432,31 @@ class RedisStore:
         return f"mlspec:{self.project}:version"
 
     def write_rows(self, source: str, key_column: str, rows: list[Row], ts_column: str | None = None) -> int:
+        return self.write_rows_tracked(source, key_column, rows, ts_column).written
+
+    def write_rows_tracked(self, source: str, key_column: str, rows: list[Row],
+                           ts_column: str | None = None) -> TrackedWrite:
         prepared = _prepared(key_column, rows, ts_column)
         p, written = self._p(source), 0
+        first: int | None = None
+        last: int | None = None
+        adjacent = True
         for i in range(0, len(prepared), _BATCH):
             chunk = prepared[i:i + _BATCH]
             keys = [f"{p}:t", self._version_key(), *(f"{p}:e:{k}" for k, _, _, _ in chunk)]
             args: list[str | int] = []
             for k, seq, ts, payload in chunk:
                 args.extend((k, seq, "" if ts is None else ts, payload))
-            written += int(self._write(keys=keys, args=args))
-        return written
+            n, version = self._write(keys=keys, args=args)
+            after = int(version) if version is not None else None
+            before = after - 1 if n and after is not None else after
+            # Each chunk is atomic; another writer may come between two of them.
+            adjacent = adjacent and (i == 0 or before == last)
+            first = before if i == 0 else first
+            last, written = after, written + int(n)
+        if not adjacent or not prepared:
+            return TrackedWrite(written)
+        return TrackedWrite(written, first, last)
 
     def rows_for(self, source: str, key: object) -> list[Row]:
         return decode_rows(self._r.zrange(f"{self._p(source)}:e:{key_text(key)}", 0, -1))
@@ -428,7 +469,8 @@ class RedisStore:
         self._r.set(f"{self._p(source)}:w", int(seq))
 
     def version(self) -> object:
-        return self._r.get(self._version_key())
+        v = self._r.get(self._version_key())  # the write counter; None before the first write
+        return int(v) if v is not None else None
 
     def prune(self, source: str, older_than: dt.datetime) -> int:
         p = self._p(source)

@@ -276,8 +276,8 @@ class StreamConsumer:
         if not events:
             return
         rows = [e.row for e in events]
-        for need in self.needs:
-            self.store.write_rows(need.namespace, need.key_column, rows, ts_column=self.source.timestamp)
+        for need in self.needs:  # through the feature service, which adds them to its cached histories
+            self.features.write_rows(self.store, need.namespace, need.key_column, rows, self.source.timestamp)
         newest = max(e.time for e in events)
         self._latest = newest if self._latest is None else max(self._latest, newest)
 

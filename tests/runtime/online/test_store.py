@@ -338,3 +338,24 @@ def test_version_moves_on_every_change_of_rows_by_any_writer(store: OnlineStore,
         assert moved()
     finally:
         other.close()
+
+
+def test_a_tracked_write_gives_the_versions_either_side(store: OnlineStore, tmp_path: Path,
+                                                        request: pytest.FixtureRequest) -> None:
+    """`before` is the version a reader saw just before this write, `after` the one it sees just after;
+    with another writer in between, `before` is not what the reader saw."""
+    store.write_rows("src", "k", [row(1)], ts_column="ts")
+    seen = store.version()
+    done = store.write_rows_tracked("src", "k", [row(2), row(3, key=2)], ts_column="ts")
+    assert (done.written, done.before, done.after) == (2, seen, store.version()) and done.before != done.after
+    again = store.write_rows_tracked("src", "k", [row(2)], ts_column="ts")  # already stored
+    assert again.written == 0 and again.before == again.after == store.version()
+    url = request.getfixturevalue("redis_url") if isinstance(store, RedisStore) else None
+    other = _other_writer(store, tmp_path, url)
+    try:
+        seen = store.version()
+        other.write_rows("src", "k", [row(4)], ts_column="ts")
+        done = store.write_rows_tracked("src", "k", [row(5)], ts_column="ts")
+        assert done.written == 1 and done.before != seen and done.after == store.version()
+    finally:
+        other.close()
