@@ -87,7 +87,7 @@ def spec_fingerprint(dag: nx.DiGraph) -> str:
 
 
 def executed_nodes(spec: Spec, dag: nx.DiGraph) -> list[str]:
-    """The nodes `mlspec run` executes (realtime and streaming serves start with `mlspec serve`)."""
+    """The nodes `mlspec run` executes (realtime serves start with `mlspec serve`, streaming ones with `mlspec stream`)."""
     batch = {s.name for s in spec.serves if s.mode == "batch"}
     out = []
     for nid in topological_order(dag):
