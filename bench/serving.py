@@ -10,7 +10,10 @@ online store materialized. Then:
     - floor: `Booster.inplace_predict` of the champion on a prepared float32 row;
     - predict through the C API: what serving calls instead (mlspec/runtime/serving/predictor.py,
       the same xgboost C function without the Python wrapper), on the same rows;
-    - online features: `FeatureService.features` (store read + online evaluator) for one customer;
+    - online features: `FeatureService.features` for one customer (its prepared rows cached, as
+      in a server that has seen the customer since the store last changed);
+    - online features, cache off: the same reading and decoding the customer's rows every call
+      (a customer not seen since the store changed);
     - features + predict: online features, `encode_row`, serving's predict (the issue's "one request");
     - full handler: `ServingState.predict` on the request bytes (JSON parse, schema validation,
       features, encode, predict, metrics, prediction-log enqueue) — everything but HTTP.
@@ -108,6 +111,7 @@ def bodies(customers: int, known: bool = True) -> list[bytes]:
 def in_process(root: Path, calls: int) -> dict[str, Any]:
     from mlspec.compiler import compile_paths
     from mlspec.runtime.encode import encode_row
+    from mlspec.runtime.online.features import FeatureService
     from mlspec.runtime.online.store import open_store
     from mlspec.runtime.serving.app import ServingState
     from mlspec.runtime.serving.schema import parse_timestamp
@@ -138,6 +142,11 @@ def in_process(root: Path, calls: int) -> dict[str, Any]:
         def features(i: int) -> None:
             service.features(model, store, keys[i % 200], as_of)
 
+        uncached = FeatureService(spec, cache_rows=0)
+
+        def features_uncached(i: int) -> None:
+            uncached.features(model, store, keys[i % 200], as_of)
+
         def features_predict(i: int) -> None:
             values = service.features(model, store, keys[i % 200], as_of).values
             predict(encode_row(values, enc))
@@ -149,6 +158,7 @@ def in_process(root: Path, calls: int) -> dict[str, Any]:
         variants: dict[str, Callable[[int], None]] = {"floor: inplace_predict": floor,
                                                    "predict through the C API": floor_c_api,
                                                    "online features": features,
+                                                   "online features, cache off": features_uncached,
                                                    "features + predict": features_predict,
                                                    "full handler (no HTTP)": handler}
         samples: dict[str, list[float]] = {name: [] for name in variants}
