@@ -145,32 +145,40 @@ features tier {"""))
     store.close()
 
 
-def test_cached_rows_are_never_served_after_the_store_changes(churn_built: Path, tmp_path: Path) -> None:
-    """Rows are cached while the store's version holds; a write from another connection (as
-    `mlspec materialize` in another process makes) must show in the very next call."""
+@pytest.fixture
+def two_handles(churn_built: Path, tmp_path: Path) -> Iterator[tuple[Spec, SqliteStore, SqliteStore]]:
+    """The churn demo materialized, and two connections to that store (as two processes hold)."""
     spec = compile_spec(churn_built / "churn.mlspec")
     path = tmp_path / "online.sqlite"
-    reader, writer = SqliteStore(path), SqliteStore(path)
+    first, second = SqliteStore(path), SqliteStore(path)
     try:
         with Warehouse.open(churn_built, read_only=True) as wh:
-            materialize(wh, spec, writer)
-        service = FeatureService(spec)
-        as_of = dt.datetime(2026, 10, 1)
-        before = service.features("churn_risk", reader, 7, as_of).values
-        assert service.features("churn_risk", reader, 7, as_of).values == before
-        assert service.cache.hits >= 2 and len(service.cache) == 2  # orders and customers of entity 7
-        order = {"__seq": 10**9, "order_id": 10**9, "customer_id": 7, "ordered_at": dt.datetime(2026, 9, 30, 12),
-                 "amount": 1234.5, "channel": "app"}
-        from mlspec.runtime.online.materialize import namespace
-
-        assert writer.write_rows(namespace(spec, "orders", "customer_id"), "customer_id", [order], "ordered_at") == 1
-        after = service.features("churn_risk", reader, 7, as_of).values
-        assert after["activity.orders_30d"] == before["activity.orders_30d"] + 1
-        assert after["activity.max_order_90d"] == 1234.5
-        assert after == FeatureService(spec, cache_rows=0).features("churn_risk", reader, 7, as_of).values
+            materialize(wh, spec, first)
+        yield spec, first, second
     finally:
-        reader.close()
-        writer.close()
+        first.close()
+        second.close()
+
+
+def test_cached_rows_are_never_served_after_the_store_changes(
+        two_handles: tuple[Spec, SqliteStore, SqliteStore]) -> None:
+    """Rows are cached while the store's version holds; a write from another connection (as
+    `mlspec materialize` in another process makes) must show in the very next call."""
+    spec, reader, writer = two_handles
+    service = FeatureService(spec)
+    as_of = dt.datetime(2026, 10, 1)
+    before = service.features("churn_risk", reader, 7, as_of).values
+    assert service.features("churn_risk", reader, 7, as_of).values == before
+    assert service.cache.hits >= 2 and len(service.cache) == 2  # orders and customers of entity 7
+    order = {"__seq": 10**9, "order_id": 10**9, "customer_id": 7, "ordered_at": dt.datetime(2026, 9, 30, 12),
+             "amount": 1234.5, "channel": "app"}
+    from mlspec.runtime.online.materialize import namespace
+
+    assert writer.write_rows(namespace(spec, "orders", "customer_id"), "customer_id", [order], "ordered_at") == 1
+    after = service.features("churn_risk", reader, 7, as_of).values
+    assert after["activity.orders_30d"] == before["activity.orders_30d"] + 1
+    assert after["activity.max_order_90d"] == 1234.5
+    assert after == FeatureService(spec, cache_rows=0).features("churn_risk", reader, 7, as_of).values
 
 
 def test_the_cache_is_bounded_by_rows(churn_online: tuple[Spec, SqliteStore]) -> None:
@@ -185,42 +193,34 @@ def test_the_cache_is_bounded_by_rows(churn_online: tuple[Spec, SqliteStore]) ->
     assert len(uncached.cache) == 0
 
 
-def test_own_writes_extend_cached_histories(churn_built: Path, tmp_path: Path) -> None:
+def test_own_writes_extend_cached_histories(two_handles: tuple[Spec, SqliteStore, SqliteStore]) -> None:
     """A consumer writing the events it scores keeps its cache: the written entity's history gains
     the rows, every other entity stays cached, and the values equal an uncached read's."""
     from mlspec.runtime.online.materialize import namespace
 
-    spec = compile_spec(churn_built / "churn.mlspec")
-    path = tmp_path / "online.sqlite"
-    store, other = SqliteStore(path), SqliteStore(path)
-    try:
-        with Warehouse.open(churn_built, read_only=True) as wh:
-            materialize(wh, spec, store)
-        service, fresh = FeatureService(spec), FeatureService(spec, cache_rows=0)
-        as_of = dt.datetime(2026, 10, 1)
-        for key in (7, 8):
-            service.features("churn_risk", store, key, as_of)
-        ns = namespace(spec, "orders", "customer_id")
+    spec, store, other = two_handles
+    service, fresh = FeatureService(spec), FeatureService(spec, cache_rows=0)
+    as_of = dt.datetime(2026, 10, 1)
+    for key in (7, 8):
+        service.features("churn_risk", store, key, as_of)
+    ns = namespace(spec, "orders", "customer_id")
 
-        def order(seq: int, key: int, amount: float) -> dict[str, object]:
-            return {"__seq": seq, "order_id": seq, "customer_id": key, "ordered_at": dt.datetime(2026, 9, 30, 12),
-                    "amount": amount, "channel": "app"}
+    def order(seq: int, key: int, amount: float) -> dict[str, object]:
+        return {"__seq": seq, "order_id": seq, "customer_id": key, "ordered_at": dt.datetime(2026, 9, 30, 12),
+                "amount": amount, "channel": "app"}
 
-        assert service.write_rows(store, ns, "customer_id", [order(10**9, 7, 1234.5)], "ordered_at") == 1
-        hits = service.cache.hits
-        got = service.features("churn_risk", store, 7, as_of).values
-        assert service.features("churn_risk", store, 8, as_of) == fresh.features("churn_risk", store, 8, as_of)
-        assert service.cache.hits == hits + 4  # both entities, both sources: nothing was read again
-        assert got == fresh.features("churn_risk", store, 7, as_of).values and got["activity.max_order_90d"] == 1234.5
-        # Rows already stored are not added twice: that entity is read again instead.
-        assert service.write_rows(store, ns, "customer_id", [order(10**9, 7, 1234.5), order(10**9 + 1, 7, 1.0)],
-                                  "ordered_at") == 1
-        assert service.features("churn_risk", store, 7, as_of) == fresh.features("churn_risk", store, 7, as_of)
-        # Another writer in between: the cache cannot know what changed, and starts over.
-        other.write_rows(ns, "customer_id", [order(10**9 + 2, 8, 99.0)], "ordered_at")
-        service.write_rows(store, ns, "customer_id", [order(10**9 + 3, 7, 2.0)], "ordered_at")
-        for key in (7, 8):
-            assert service.features("churn_risk", store, key, as_of) == fresh.features("churn_risk", store, key, as_of)
-    finally:
-        store.close()
-        other.close()
+    assert service.write_rows(store, ns, "customer_id", [order(10**9, 7, 1234.5)], "ordered_at") == 1
+    hits = service.cache.hits
+    got = service.features("churn_risk", store, 7, as_of).values
+    assert service.features("churn_risk", store, 8, as_of) == fresh.features("churn_risk", store, 8, as_of)
+    assert service.cache.hits == hits + 4  # both entities, both sources: nothing was read again
+    assert got == fresh.features("churn_risk", store, 7, as_of).values and got["activity.max_order_90d"] == 1234.5
+    # Rows already stored are not added twice: that entity is read again instead.
+    assert service.write_rows(store, ns, "customer_id", [order(10**9, 7, 1234.5), order(10**9 + 1, 7, 1.0)],
+                              "ordered_at") == 1
+    assert service.features("churn_risk", store, 7, as_of) == fresh.features("churn_risk", store, 7, as_of)
+    # Another writer in between: the cache cannot know what changed, and starts over.
+    other.write_rows(ns, "customer_id", [order(10**9 + 2, 8, 99.0)], "ordered_at")
+    service.write_rows(store, ns, "customer_id", [order(10**9 + 3, 7, 2.0)], "ordered_at")
+    for key in (7, 8):
+        assert service.features("churn_risk", store, key, as_of) == fresh.features("churn_risk", store, key, as_of)
