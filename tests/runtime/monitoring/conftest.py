@@ -120,9 +120,11 @@ def with_rules(rules: str, gate: str | None = None) -> str:
 
 @dataclass
 class Receiver:
-    """An HTTP server on 127.0.0.1 that records JSON POSTs and answers with queued status codes."""
+    """An HTTP server on 127.0.0.1 that records every POST and PUT (method, path, headers, status, the
+    body as text and, when it is JSON, parsed) and answers with queued status codes."""
 
-    url: str
+    url: str  # a webhook path on it
+    root: str = ""  # the server itself (a Pushgateway's URL)
     requests: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)  # popped per request; 200 when empty
 
@@ -138,17 +140,23 @@ def receiver() -> Iterator[Receiver]:
     class Handler(http.server.BaseHTTPRequestHandler):
         timeout = 5  # a stuck client cannot hold the test
 
-        def do_POST(self) -> None:
+        def _record(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length)
+            text = self.rfile.read(length).decode("utf-8")
+            try:
+                body = json.loads(text) if text else None
+            except ValueError:
+                body = None
             with lock:
                 status = rec.statuses.pop(0) if rec.statuses else 200
-                rec.requests.append({"path": self.path, "headers": dict(self.headers), "status": status,
-                                     "body": json.loads(raw) if raw else None})
+                rec.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
+                                     "status": status, "body": body, "text": text})
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(b'{"ok": true}')
+
+        do_POST = do_PUT = _record
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -157,7 +165,8 @@ def receiver() -> Iterator[Receiver]:
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    rec.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/oncall"
+    rec.root = f"http://127.0.0.1:{server.server_address[1]}"
+    rec.url = rec.root + "/hooks/oncall"
     try:
         yield rec
     finally:

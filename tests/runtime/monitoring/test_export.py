@@ -7,12 +7,9 @@ mlspec/backends/k8s/alerts.py cannot drift apart (labels, names, units).
 
 from __future__ import annotations
 
-import http.server
 import operator
 import re
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mlspec.backends import generate
 from mlspec.compiler import compile_paths
 from mlspec.runtime.monitoring.promtext import MONITOR_GAUGE, MONITOR_LABELS
-from tests.runtime.monitoring.conftest import World, cli, with_rules
+from tests.runtime.monitoring.conftest import Receiver, World, cli, with_rules
 
 RULES = """
   psi(features) > 0.25 -> alert(oncall)
@@ -37,48 +34,6 @@ RULES = """
 OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt,
                                                   "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 Series = dict[tuple[str, ...], float]
-
-
-@dataclass
-class Gateway:
-    """A stand-in Pushgateway on 127.0.0.1 that records every request (method, path, headers, body)."""
-
-    url: str
-    requests: list[dict[str, Any]] = field(default_factory=list)
-
-
-@pytest.fixture
-def gateway() -> Iterator[Gateway]:
-    gw = Gateway("")
-    lock = threading.Lock()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        timeout = 5
-
-        def _record(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            with lock:
-                gw.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
-                                    "body": body.decode("utf-8")})
-            self.send_response(200)
-            self.end_headers()
-
-        do_PUT = do_POST = _record
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    gw.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield gw
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def _series(text: str) -> Series:
@@ -127,20 +82,20 @@ def _monitor_rules(project: Path) -> list[dict[str, Any]]:
 
 
 def test_pushed_series_are_what_the_generated_alert_rules_select(world: World, tmp_path: Path,
-                                                                 gateway: Gateway) -> None:
+                                                                 receiver: Receiver) -> None:
     project = world.copy(tmp_path / "p", spec=with_rules(RULES))
     world.arrive(project)  # drifted data: some rules fire
     textfile = tmp_path / "node-exporter" / "mlspec.prom"
     textfile.parent.mkdir()
-    r = cli("monitor", "--json", "--no-alerts", "--pushgateway", gateway.url, "--metrics-file", textfile, project)
+    r = cli("monitor", "--json", "--no-alerts", "--pushgateway", receiver.root, "--metrics-file", textfile, project)
     assert r.rc == 1, r.err  # rules fire
     assert "Traceback" not in r.err
-    (push,) = gateway.requests
+    (push,) = receiver.requests
     assert push["method"] == "PUT" and push["path"] == "/metrics/job/mlspec_churn"
     assert push["headers"]["Content-Type"].startswith("text/plain")
-    pushed = _series(push["body"])
+    pushed = _series(push["text"])
     assert pushed == _series(textfile.read_text(encoding="utf-8")), "the textfile holds the same series"
-    assert f"pushed {len(pushed)} series to {gateway.url} (job mlspec_churn)" in r.err
+    assert f"pushed {len(pushed)} series to {receiver.root} (job mlspec_churn)" in r.err
 
     measured = {(m["monitor"], m["metric"], m["subject"]): m for m in r.data["measurements"]
                 if m["rule"] is not None}
@@ -179,15 +134,15 @@ def test_a_push_that_fails_fails_the_job_without_a_traceback(world: World, tmp_p
     assert r.rc == 1 and "error: cannot write " in r.err and "Traceback" not in r.err
 
 
-def test_an_empty_url_warns_and_dry_run_exports_nothing(world: World, tmp_path: Path, gateway: Gateway) -> None:
+def test_an_empty_url_warns_and_dry_run_exports_nothing(world: World, tmp_path: Path, receiver: Receiver) -> None:
     project = world.copy(tmp_path / "p")
     r = cli("monitor", "--no-alerts", "--pushgateway", "", project)
     assert r.rc == 0, r.err
     assert "warning: --pushgateway is empty" in r.err
     textfile = tmp_path / "x.prom"
-    r = cli("monitor", "--dry-run", "--pushgateway", gateway.url, "--metrics-file", textfile, project)
+    r = cli("monitor", "--dry-run", "--pushgateway", receiver.root, "--metrics-file", textfile, project)
     assert r.rc == 0, r.err
-    assert gateway.requests == [] and not textfile.exists()
+    assert receiver.requests == [] and not textfile.exists()
     assert "--dry-run: nothing pushed or written" in r.err
 
 
