@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.grammar import Rule
 from lark.tree import Meta
 
 from mlspec.diagnostics import Diagnostic, MlspecError
@@ -22,11 +25,96 @@ _DECL_START = re.compile(r"^(import|" + "|".join(DECL_KINDS) + r")\b")
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
 
 
+# Comments are ignored by the grammar but kept for the formatter: the lexer hands each one to
+# this callback during the one lex of a parse (Lark's `lexer_callbacks`, which also sees
+# ignored terminals). The list is per thread and per parse (`_parse_chunk` sets it).
+_collected = threading.local()
+
+
+def _collect_comment(tok: Token) -> Token:
+    sink: list[Token] | None = getattr(_collected, "comments", None)
+    if sink is not None:
+        sink.append(tok)
+    return tok
+
+
+class _Meta:
+    """The part of Lark's tree `Meta` that `_ToAst` reads, plus the container positions."""
+
+    __slots__ = ("c_column", "c_end_column", "c_end_line", "c_line", "column", "end_column", "end_line", "line")
+
+    def __init__(self, line: int | None, column: int | None, end_line: int | None, end_column: int | None) -> None:
+        self.line = self.c_line = line
+        self.column = self.c_column = column
+        self.end_line = self.c_end_line = end_line
+        self.end_column = self.c_end_column = end_column
+
+
+class _Positions:
+    """Lark's `propagate_positions=True` (`lark.parse_tree_builder.PropagatePositions`), same rule,
+    less work: only line and column (no character offsets), in a slotted meta.
+
+    Wraps one rule's tree-building callback and sees the rule's raw children (tokens the tree
+    filters out, like `{` and `}`, included). A new node starts at the start of its first child
+    that has a position and ends at the end of its last; a node passed up unchanged by an
+    inlined rule (`?atom: "(" expr ")"`) keeps its own position, and only its container
+    position (what its parent uses) grows to the inlined rule's children, the parentheses.
+    """
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Callable[[list[Any]], Any]) -> None:
+        self.build = build
+
+    def __call__(self, children: list[Any]) -> Any:
+        res = self.build(children)
+        if not isinstance(res, Tree):
+            return res
+        for c in children:
+            if isinstance(c, Token):
+                line, column = c.line, c.column
+                break
+            if isinstance(c, Tree) and c._meta is not None:
+                first: Any = c._meta
+                line, column = first.c_line, first.c_column
+                break
+        else:
+            return res  # no child has a position: the node has none either (Lark: meta.empty)
+        for c in reversed(children):
+            if isinstance(c, Token):
+                end_line, end_column = c.end_line, c.end_column
+                break
+            if isinstance(c, Tree) and c._meta is not None:
+                last: Any = c._meta
+                end_line, end_column = last.c_end_line, last.c_end_column
+                break
+        meta: Any = res._meta
+        if meta is None:
+            res._meta = _Meta(line, column, end_line, end_column)  # type: ignore[assignment]
+        else:
+            meta.c_line, meta.c_column, meta.c_end_line, meta.c_end_column = line, column, end_line, end_column
+        return res
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     grammar = resources.files("mlspec").joinpath("grammar/mlspec.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", postlex=Lines(), propagate_positions=True,
-                maybe_placeholders=True)
+    options: dict[str, Any] = {"parser": "lalr", "lexer": "contextual", "postlex": Lines(), "maybe_placeholders": True,
+                               "lexer_callbacks": {"COMMENT": _collect_comment}}
+    parser = Lark(grammar, propagate_positions=False, **options)
+    # Lark's own position propagation is half the parse time; `_Positions` computes the same
+    # positions. It wraps the rule callbacks the LALR parser calls (the `_callbacks` dict it
+    # holds, keyed by rule): outermost, where Lark puts its own. Should a Lark version keep
+    # them elsewhere (the probe parse finds no positions), fall back to Lark's propagation.
+    callbacks = getattr(parser, "_callbacks", None)
+    if isinstance(callbacks, dict):
+        for rule, callback in list(callbacks.items()):
+            if isinstance(rule, Rule):
+                callbacks[rule] = _Positions(callback)
+        probe = parser.parse("entity e { key = k }\n")
+        if all(isinstance(t, Tree) and isinstance(t._meta, _Meta) for t in probe.children):
+            return parser
+    return Lark(grammar, propagate_positions=True, **options)  # pragma: no cover - another Lark
 
 
 def _bounded_int(digits: str) -> int:
@@ -274,38 +362,37 @@ def _syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic
     return Diagnostic("E003", f"unexpected `{tok}`", Span(file, line, col, line, end_col), hint)
 
 
-def _comments(text: str, file: str) -> tuple[ast.Comment, ...]:
+def _comments(tokens: list[Token], file: str) -> tuple[ast.Comment, ...]:
     """Comments are not in the tree; the formatter re-attaches them by line."""
-    out = []
-    for tok in _parser().lex(text, dont_ignore=True):
-        if tok.type == "COMMENT":
-            out.append(ast.Comment(str(tok).rstrip(), Span(file, tok.line or 0, tok.column or 0, tok.line or 0, tok.end_column or 0)))
-    return tuple(out)
+    return tuple(ast.Comment(str(tok).rstrip(), Span(file, tok.line or 0, tok.column or 0, tok.line or 0, tok.end_column or 0))
+                 for tok in tokens)
 
 
-def _parse_chunk(text: str, file: str) -> tuple[ast.Decl | ast.Import, ...]:
-    tree = _parser().parse(text)
+def _parse_chunk(text: str, file: str) -> tuple[tuple[ast.Decl | ast.Import, ...], list[Token]]:
+    """The declarations of `text` and its comment tokens, from one lex and parse."""
+    comments: list[Token] = []
+    _collected.comments = comments
+    try:
+        tree = _parser().parse(text)
+    finally:
+        _collected.comments = None
     try:
         body: tuple[ast.Decl | ast.Import, ...] = _ToAst(file).transform(tree)
     except VisitError as e:  # pragma: no cover - the transformer has no failing paths
         raise e.orig_exc from e
-    return body
+    return body, comments
 
 
 def parse(text: str, file: str = "<string>") -> ast.Module:
     """Parse one file. Raises MlspecError with every syntax error found (one per declaration)."""
     try:
-        body = _parse_chunk(text, file)
+        body, comment_tokens = _parse_chunk(text, file)
     except UnexpectedInput:
         raise MlspecError(_recover(text, file)) from None
     except RecursionError:
         raise MlspecError([Diagnostic("E004", "expression nested too deeply", Span(file, 1, 1, 1, 2),
                                       "split it into several named features")]) from None
-    try:
-        comments = _comments(text, file)
-    except UnexpectedInput:  # pragma: no cover - parse succeeded, so lexing does too
-        comments = ()
-    return ast.Module(file, body, comments)
+    return ast.Module(file, body, _comments(comment_tokens, file))
 
 
 def _recover(text: str, file: str) -> list[Diagnostic]:
