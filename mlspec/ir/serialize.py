@@ -11,17 +11,32 @@ from typing import Any
 JSON = dict[str, Any] | list[Any] | str | int | float | bool | None
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_FIELDS: dict[type, tuple[str, ...] | None] = {}  # class -> its serialised field names, None: not a dataclass
+
+
+def _fields(cls: type) -> tuple[str, ...] | None:
+    """The field names `to_data` writes for instances of `cls` (not spans), once per class."""
+    try:
+        return _FIELDS[cls]
+    except KeyError:
+        names = (tuple(f.name for f in dataclasses.fields(cls) if not (f.name == "span" or f.name.endswith("_span")))
+                 if dataclasses.is_dataclass(cls) else None)
+        _FIELDS[cls] = names
+        return names
+
+
 def to_data(obj: object) -> JSON:
     """Recursively convert IR nodes; every dataclass records its class as `kind` unless it has one."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(obj):
-            if f.name == "span" or f.name.endswith("_span"):
-                continue
-            out[f.name] = to_data(getattr(obj, f.name))
-        out.setdefault("kind", type(obj).__name__)
-        if out["kind"] != type(obj).__name__:
-            out["node"] = type(obj).__name__
+    cls = type(obj)
+    if cls in _PLAIN:  # exactly these types, so enums (a StrEnum is a str) go on to their own case
+        return obj  # type: ignore[return-value]  # (one of _PLAIN)
+    names = _fields(cls)
+    if names is not None:
+        out: dict[str, Any] = {name: to_data(getattr(obj, name)) for name in names}
+        out.setdefault("kind", cls.__name__)
+        if out["kind"] != cls.__name__:
+            out["node"] = cls.__name__
         return out
     if isinstance(obj, Enum):
         return to_data(obj.value)
