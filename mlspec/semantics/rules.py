@@ -66,9 +66,10 @@ def timeless_sources_warned(spec: Spec, out: Collector) -> None:
 
 def request_groups_match_labels(spec: Spec, out: Collector) -> None:
     """Request features are computed on the label's own event row in training."""
+    groups = {g.name: g for g in spec.groups}
     for m in spec.models:
         label = spec.label(m.label)
-        for g in {spec.group(q.split(".")[0]) for q in m.features}:
+        for g in (groups[name] for name in dict.fromkeys(q.split(".")[0] for q in m.features)):
             if g.request and g.source != label.source:
                 out.error("E142", f"request features `{g.name}` come from `{g.source}`, but label `{label.name}` "
                           f"comes from `{label.source}`", g.span,
