@@ -148,6 +148,11 @@ class _ToAst(Transformer[Token, Any]):
     def __init__(self, file: str) -> None:
         super().__init__()
         self.file = file
+        # `v_args` hands out a freshly wrapped method (functools.update_wrapper) on every
+        # lookup, i.e. per tree node; look each one up once, into the instance.
+        for name, value in vars(_ToAst).items():
+            if hasattr(value, "visit_wrapper"):
+                self.__dict__[name] = getattr(self, name)
 
     def _span(self, meta: Meta) -> Span:
         return Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
