@@ -19,8 +19,11 @@ _CONTINUE_AFTER = {"+", "-", "*", "/", "%", "==", "!=", "<", "<=", ">", ">=", "=
                    "and", "or", "not", "in", "is", "{", "over", "every"}
 
 
+_NOT_KEYWORDS = frozenset(("NAME", "STRING", "INT", "FLOAT", "DURATION", "DECL_KIND", "_NL"))
+
+
 def _is_keyword(tok: Token) -> bool:
-    return tok.type not in ("NAME", "STRING", "INT", "FLOAT", "DURATION", "DECL_KIND", "_NL")
+    return tok.type not in _NOT_KEYWORDS
 
 
 class Lines:
@@ -38,10 +41,12 @@ class Lines:
                     yield tok
                     before_prev, prev = prev, tok
                 continue
-            if _is_keyword(tok) and str(tok) in _OPENERS:
-                depth += 1
-            elif _is_keyword(tok) and str(tok) in _CLOSERS:
-                depth = max(0, depth - 1)
+            if tok.type not in _NOT_KEYWORDS:
+                text = str(tok)
+                if text in _OPENERS:
+                    depth += 1
+                elif text in _CLOSERS:
+                    depth = max(0, depth - 1)
             yield tok
             before_prev, prev = prev, tok
 
