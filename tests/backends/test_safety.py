@@ -167,6 +167,10 @@ def test_names_and_paths_are_validated(tmp_path: Path) -> None:
     assert re.fullmatch(r"[a-z0-9-]+", dns_label("a_b", "c"))
 
 
+# every target with a pushgateway_url option: each validates it with common.http_url
+PUSHGATEWAY_TARGETS = (("airflow", {"operator": "bash"}), ("airflow", {"operator": "kubernetes"}), ("k8s", {}))
+
+
 @pytest.mark.parametrize("url", [
     "http://gw'; import os; os.system('id') #", 'http://gw"+__import__("os").system("id")+"', "http://gw/$(id)",
     "http://gw/`id`", "http://gw/{{ 7*7 }}", "http://gw/{% raw %}", "http://gw/\\x", "http://gw:9091\nx = 1",
@@ -174,9 +178,9 @@ def test_names_and_paths_are_validated(tmp_path: Path) -> None:
 ])
 def test_hostile_pushgateway_urls_are_rejected(url: str) -> None:
     spec, dag = compile_paths([HOSTILE]).checked
-    for operator in ("bash", "kubernetes"):
+    for target, options in PUSHGATEWAY_TARGETS:
         with pytest.raises(BackendError, match="option pushgateway_url"):
-            generate("airflow", spec, dag, "cases/hostile.mlspec", {"pushgateway_url": url, "operator": operator})
+            generate(target, spec, dag, "cases/hostile.mlspec", {"pushgateway_url": url, **options})
 
 
 def test_an_accepted_pushgateway_url_is_only_a_string_literal() -> None:
@@ -190,6 +194,10 @@ def test_an_accepted_pushgateway_url_is_only_a_string_literal() -> None:
                      and getattr(n.targets[0], "id", None) == "PUSHGATEWAY_URL"]
         assert isinstance(assign.value, ast.Constant) and assign.value.value == url
         assert [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value == url] == [assign.value]
+    files = generate("k8s", spec, dag, "cases/hostile.mlspec", {"pushgateway_url": url})
+    assert [f for f, text in files.items() if url in text] == ["configmap.yaml"]
+    (configmap,) = yaml.safe_load_all(files["configmap.yaml"])
+    assert configmap["data"]["pushgateway_url"] == url
 
 
 def test_libyaml_and_pure_python_emitters_write_the_same_bytes(hostile: dict[str, dict[str, str]]) -> None:

@@ -23,6 +23,7 @@ from mlspec.backends.common import (
     cron,
     dns_label,
     header,
+    http_url,
     make_context,
     option_choice,
     option_int,
@@ -144,9 +145,8 @@ class _Manifests:
         self.registry_url = options["registry_url"] or f"file://{REGISTRY_MOUNT}/.mlspec/registry"
         if not URL.fullmatch(self.registry_url):
             raise BackendError(f"option registry_url={self.registry_url!r} is not a file:// or http(s):// URL")
-        self.pushgateway = options["pushgateway_url"]
-        if self.pushgateway and not (URL.fullmatch(self.pushgateway) and self.pushgateway.startswith("http")):
-            raise BackendError(f"option pushgateway_url={self.pushgateway!r} is not an http(s):// URL")
+        self.pushgateway = options["pushgateway_url"] and http_url(options["pushgateway_url"],
+                                                                    "option pushgateway_url")
         self.kserve = option_choice(options, "kserve", ("false", "true")) == "true"
         self.kserve_mode = option_choice(options, "kserve_deployment_mode", KSERVE_MODES)
         self.schedule = cron(options["monitor_schedule"])
