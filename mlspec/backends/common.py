@@ -134,10 +134,17 @@ def path(value: str, what: str) -> str:
 
 
 def http_url(value: str, what: str) -> str:
-    """An http(s):// URL made of plain characters (see HTTP_URL); `what` names it in the error."""
+    """An http(s):// URL made of plain characters (see HTTP_URL) and without userinfo: the URL is written
+    into the generated files as it is, so `user:password@` would put a credential in them. `what` names
+    it in the error."""
     if not HTTP_URL.fullmatch(value):
         raise BackendError(f"{what} {value!r} is not an http(s):// URL of letters, digits and "
                            "-._~:/?#[]@!&()*+,;=%")
+    authority = re.split(r"[/?#]", value.split("://", 1)[1], maxsplit=1)[0]
+    if "@" in authority:  # the value is not repeated: it holds the credential
+        raise BackendError(f"{what} holds credentials (`user:password@host`), which would be written into "
+                           "the generated files: give the URL without them and keep credentials in a Secret "
+                           "(Kubernetes) or a Variable / Connection (Airflow)")
     return value
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mlspec.backends import BackendError, generate
-from mlspec.backends.common import dns_label, ident, path
+from mlspec.backends.common import dns_label, http_url, ident, path
 from mlspec.backends.k8s.alerts import go_template_literal, promql_regex_alternatives, promql_string
 from mlspec.compiler import compile_paths
 from tests.backends.support import CASES, TARGETS, golden_files
@@ -181,6 +181,21 @@ def test_hostile_pushgateway_urls_are_rejected(url: str) -> None:
     for target, options in PUSHGATEWAY_TARGETS:
         with pytest.raises(BackendError, match="option pushgateway_url"):
             generate(target, spec, dag, "cases/hostile.mlspec", {"pushgateway_url": url, **options})
+
+
+@pytest.mark.parametrize("url", ["http://user:s3cret@gw:9091", "https://token@gw/metrics", "http://a@b@gw",
+                                 "http://user:s3cret@gw?x=1", "http://:s3cret@gw#f"])
+def test_pushgateway_urls_with_credentials_are_rejected(url: str) -> None:
+    spec, dag = compile_paths([HOSTILE]).checked
+    for target, options in PUSHGATEWAY_TARGETS:
+        with pytest.raises(BackendError, match="option pushgateway_url holds credentials") as err:
+            generate(target, spec, dag, "cases/hostile.mlspec", {"pushgateway_url": url, **options})
+        assert "s3cret" not in str(err.value) and "Secret" in str(err.value)
+
+
+def test_an_at_sign_after_the_authority_is_not_userinfo() -> None:
+    for url in ("http://gw:9091/a@b", "http://gw?x=a@b", "http://gw#a@b", "https://[::1]:9091/@"):
+        assert http_url(url, "url") == url
 
 
 def test_an_accepted_pushgateway_url_is_only_a_string_literal() -> None:
