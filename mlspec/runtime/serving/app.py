@@ -390,7 +390,7 @@ def create_app(state: ServingState) -> Starlette:
         state.metrics.count_request("health", "", 200)
         return _json(200, {"status": "ok"})
 
-    async def ready(request: Request) -> Response:
+    def ready(request: Request) -> Response:  # pings the store, which may hang: run in the threadpool
         ok, detail = state.readiness()
         state.metrics.count_request("ready", "", 200 if ok else 503)
         return _json(200 if ok else 503, detail)

@@ -165,8 +165,10 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        consumer.run()
-        consumer.close()
+        try:
+            consumer.run()
+        finally:
+            consumer.close()
         print(f"stream {serve.name}: stopped", file=sys.stderr)
     finally:
         if http is not None:

@@ -6,7 +6,7 @@ after an error, or stale ones claimed from a dead consumer):
 1. decode and validate each entry (events.py); a rejected one becomes a dead-letter entry;
 2. append the valid events to the online store, in every namespace the served models keep the
    source under, with their stream-derived __seq (idempotent: a redelivered event is written
-   once). The store's version token moves, so the feature cache forgets what it held;
+   once), through `FeatureService.write_rows`, which adds them to the entities' cached histories;
 3. compute the model's features for each event's entity as of the event's time through the
    online feature path (`FeatureService`), which now sees the event itself (time <= as_of) and
    every earlier one: what the batch engines compute for that entity as of that time;
@@ -14,8 +14,9 @@ after an error, or stale ones claimed from a dead consumer):
 5. commit: results and dead letters appended and entries acknowledged atomically (delivery.py).
 
 A Redis or online-store error fails the batch: nothing of it is acknowledged, the consumer backs
-off, re-reads its own pending entries and tries again. Any other error while scoring one event is
-that event's: it is dead-lettered as `internal` (with the error), and the rest of the batch goes on.
+off, re-reads its own pending entries and tries again. Any other error while decoding or scoring
+one event is that event's: it is dead-lettered as `internal` (with the error), and the rest of the
+batch goes on (a model that refuses the whole batch dead-letters each of its events).
 The champion is read once per batch and swapped by a watcher thread when `mlspec promote` or
 `mlspec rollback` moves the pointer, so a batch is scored by one version whole.
 """
@@ -28,7 +29,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,6 @@ class StreamConsumer:
                                  claim_idle_ms=config.claim_idle_ms, output_maxlen=config.output_maxlen)
         self._stop = threading.Event()
         self._latest: dt.datetime | None = None  # newest event time written, for pruning
-        self.redis_ok = False
         self.started = False
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -133,7 +133,6 @@ class StreamConsumer:
         self.holder.refresh()
         self.watcher.start()
         self.delivery.ensure_group(self.config.start)
-        self.redis_ok = True
         self.started = True
 
     def stop(self) -> None:
@@ -213,12 +212,11 @@ class StreamConsumer:
                 if now >= next_prune and self._latest is not None:
                     self.prune()
                     next_prune = now + cfg.prune_every_s
-                self.redis_ok, backoff = True, 0.0
+                backoff = 0.0
             except Exception as e:
                 if not _retryable(e):
                     raise
                 self.metrics.errors.inc()
-                self.redis_ok = False
                 own_pending = True  # whatever was read and not committed is ours to finish
                 backoff = min(_MAX_BACKOFF_S, max(0.1, backoff * 2))
                 log.warning("%s: %s: %s; retrying in %.1fs", self.serve.name, type(e).__name__, e, backoff)
@@ -238,7 +236,7 @@ class StreamConsumer:
             return
         self.metrics.read.inc(len(live))
         try:
-            decoded = [self.schema.decode(i, f, self.store) for i, f in live]
+            decoded = [self._decode(i, f) for i, f in live]
             events = [d for d in decoded if isinstance(d, Event)]
             self._append(events)
             results = self._score(model, events)
@@ -246,7 +244,8 @@ class StreamConsumer:
             if _retryable(e):
                 self.metrics.released.inc(len(live))
             raise
-        outgoing = [self._dead_letter(d, "invalid") if isinstance(d, Rejected) else results[d.id] for d in decoded]
+        outgoing = [d if isinstance(d, Outgoing) else self._dead_letter(d, "invalid") if isinstance(d, Rejected)
+                    else results[d.id] for d in decoded]
         try:
             skipped = set(self.delivery.commit(outgoing))
         except Exception:
@@ -271,6 +270,18 @@ class StreamConsumer:
             m.processing.observe(spent)
             m.latency.observe(spent)
             m.end_to_end.observe(max(0.0, done - entry_ms(o.id) / 1000))
+
+    def _decode(self, entry_id: str, fields: Mapping[bytes, bytes]) -> Event | Rejected | Outgoing:
+        """The event or why it is rejected; an unexpected failure dead-letters this entry alone (a
+        bug must not stop the consumer, nor make every restart fail again on the same entry)."""
+        try:
+            return self.schema.decode(entry_id, fields, self.store)
+        except Exception as e:
+            if _retryable(e):
+                raise
+            log.exception("%s: decoding event %s failed", self.serve.name, entry_id)
+            text = {bytes(k).decode("utf-8", "replace"): bytes(v).decode("utf-8", "replace") for k, v in fields.items()}
+            return self._internal(entry_id, dict(text), e)
 
     def _append(self, events: Sequence[Event]) -> None:
         if not events:
@@ -297,7 +308,11 @@ class StreamConsumer:
                 out[e.id] = self._internal(e.id, e.row, ex)
         if not scored:
             return out
-        scores = model.scores(np.vstack(rows))
+        try:
+            scores = model.scores(np.vstack(rows))
+        except Exception as ex:  # the model refused the batch: each event is dead-lettered with the reason
+            log.exception("%s: scoring a batch of %d events failed", self.serve.name, len(scored))
+            return {**out, **{e.id: self._internal(e.id, e.row, ex) for e, _, _ in scored}}
         stamp = _iso(dt.datetime.now(dt.UTC).replace(tzinfo=None))
         for i, (e, values, known) in enumerate(scored):
             fields = [("event_id", e.id), ("serve", self.serve.name), ("key", key_text(e.key)),
@@ -326,7 +341,11 @@ class StreamConsumer:
         dropped = 0
         for need in self.needs:
             if need.window_ms is not None and need.window_ms > 0:
-                dropped += self.store.prune(need.namespace, self._latest - dt.timedelta(milliseconds=need.window_ms))
+                try:
+                    bound = self._latest - dt.timedelta(milliseconds=need.window_ms)
+                except OverflowError:  # events near year 1: nothing is older than the window
+                    continue
+                dropped += self.store.prune(need.namespace, bound)
         return dropped
 
 

@@ -27,14 +27,17 @@ _JSON = "application/json"
 
 
 def create_app(consumer: StreamConsumer) -> Starlette:
+    """/ready and /metrics call Redis and the store, which may hang while they are away: they are
+    plain functions, which Starlette runs in its threadpool, so /health (liveness) always answers."""
+
     async def health(request: Request) -> Response:
         return Response(json.dumps({"status": "ok"}), media_type=_JSON)
 
-    async def ready(request: Request) -> Response:
+    def ready(request: Request) -> Response:
         ok, detail = consumer.readiness()
         return Response(json.dumps(detail), status_code=200 if ok else 503, media_type=_JSON)
 
-    async def metrics(request: Request) -> Response:
+    def metrics(request: Request) -> Response:
         with contextlib.suppress(Exception):  # Redis away: the counters still tell; /ready says why
             consumer.refresh_group_metrics()
         return Response(consumer.metrics.exposition(), media_type=CONTENT_TYPE)

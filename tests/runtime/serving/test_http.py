@@ -125,6 +125,10 @@ def test_invalid_fields_are_422_naming_each_field(server: Server) -> None:
     assert r.status_code == 422 and fields_named(r) == {"customer_id", "as_of"}
     assert "expected an integer (int), got string '5'" in r.json()["error"]
 
+    for when in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):  # ISO 8601, but out of range in UTC
+        r = post(server, {"customer_id": 5, "as_of": when})
+        assert r.status_code == 422 and fields_named(r) == {"as_of"}, when
+
     for bad in (True, 1.5, None, [1], {"id": 1}):
         r = post(server, {"customer_id": bad})
         assert r.status_code == 422 and fields_named(r) == {"customer_id"}, bad

@@ -126,6 +126,8 @@ def test_bad_events_are_dead_lettered_with_reasons_and_counts_reconcile(plant: P
         ({**good, "device_id": "999"}, "device_id = 999 has no match in devices.device_id"),
         ({**good, "temprature": "1"}, "unknown field `temprature` (did you mean `temperature`?)"),
         ({**good, "read_at": "yesterday"}, "read_at = yesterday is not a timestamp"),
+        # valid ISO 8601, but out of range in UTC: once an OverflowError that stopped the consumer
+        ({**good, "read_at": "0001-01-01T00:00:00+01:00"}, "read_at = 0001-01-01T00:00:00+01:00 is not a timestamp"),
         ({**good, "status": b"\xff\xfe"}, "field `status` is not valid UTF-8"),
     ]
     sent = [client.xadd("readings", good).decode()]
