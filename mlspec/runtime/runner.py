@@ -11,13 +11,12 @@ from typing import Any
 import networkx as nx
 
 from mlspec.compiler import Compiled
+from mlspec.contract import EXIT_REJECTED as EXIT_REJECTED  # `mlspec run --fail-on-rejected` when a gate rejects
 from mlspec.ir.dag import topological_order
 from mlspec.ir.serialize import digest, to_data
 from mlspec.runtime import pipeline
 from mlspec.runtime.errors import RunError
 from mlspec.runtime.warehouse import Warehouse, new_run_id
-
-EXIT_REJECTED = 3  # `mlspec run --fail-on-rejected`: a gate node rejected its candidate (1 is a failed run)
 
 NOT_RUN_HERE = {
     "alert": "alert sinks are used by `mlspec monitor`",

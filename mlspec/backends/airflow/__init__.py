@@ -5,7 +5,8 @@ features, dataset, train, gate, score), each running `mlspec run --node KIND:NAM
 the DAG's edges, scheduled by the batch serve blocks. `<project>_monitor` runs `mlspec monitor`
 on a schedule; when an alert fires and a monitor has a `-> retrain` action it emits the retrain
 asset, which (with `retrain every`) schedules `<project>_retrain`: `mlspec retrain --model M
---fail-on-rejected` per retrained model, so a rejected candidate fails its task (exit 3).
+--fail-on-rejected` per retrained model, so a rejected candidate fails its task (exit 3,
+mlspec.contract.EXIT_REJECTED).
 Tasks use BashOperator (default) or KubernetesPodOperator with the docker target's image.
 """
 
@@ -30,6 +31,7 @@ from mlspec.backends.common import (
     secret_envs,
     step,
 )
+from mlspec.contract import EXIT_REJECTED, PUSHGATEWAY_ENV
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -194,7 +196,7 @@ class _Modules:
                "(registers the model, promoted when the gate passes) -> score. One task per node that\n"
                "`mlspec run` executes, with the mlspec DAG's dependencies. A check that stops the run (on_fail =\n"
                "fail, a failed dataset rule, every row of a source quarantined) fails its task; a gate that\n"
-               "rejects the candidate fails the gate task (exit 3) and scoring waits.")
+               f"rejects the candidate fails the gate task (exit {EXIT_REJECTED}) and scoring waits.")
         body = fill(render.PIPELINE, nodes=py(nodes), edges=py([(task_id(a), task_id(b)) for a, b in ctx.edges]),
                     timeouts=py(timeouts), runbooks=py(runbooks),
                     with_dag=with_dag(f"{ctx.project}_pipeline", f"mlspec pipeline of {ctx.project}", schedule))
@@ -208,10 +210,10 @@ class _Modules:
         runbooks = {"monitor": self.runbook("section-paged"), "request_retrain": self.runbook("section-paged")}
         doc = ("Runs `mlspec monitor` on a schedule. The monitor sends its own alerts; exit 1 (an alert fired)\n"
                "fails the task, and when a monitor has a `-> retrain` action the retrain asset is emitted.\n"
-               "With a Pushgateway URL (the Airflow Variable or environment variable MLSPEC_PUSHGATEWAY_URL,\n"
+               f"With a Pushgateway URL (the Airflow Variable or environment variable {PUSHGATEWAY_ENV},\n"
                "or the option pushgateway_url) it pushes mlspec_monitor_value, which alert rules read.")
         body = fill(render.MONITOR, runbooks=py(runbooks), retrain_asset=asset, timeout=py(self.ints["timeout_minutes"]),
-                    pushgateway_url=py(self.pushgateway),
+                    pushgateway_url=py(self.pushgateway), pushgateway_env=PUSHGATEWAY_ENV,
                     with_dag=with_dag(f"{ctx.project}_monitor", f"mlspec monitors of {ctx.project}",
                                       py(self.monitor_schedule), "monitoring"))
         return self.prelude(f"{ctx.project}: mlspec monitoring.", doc, sdk, bash=self.retrain_on_alert) + body
@@ -233,12 +235,12 @@ class _Modules:
             schedule = delta
         doc = ("Runs `mlspec retrain`: when a monitor's retrain action fires (the retrain asset) and every\n"
                "`retrain every` interval. The gate decides whether the new model becomes the champion; a rejected\n"
-               "candidate fails the task (exit 3, not retried) and the champion stays.")
+               f"candidate fails the task (exit {EXIT_REJECTED}, not retried) and the champion stays.")
         tasks = self.retrain_tasks()
         body = fill(render.RETRAIN, runbooks=py({t: self.node_runbook(f"gate:{m}") for t, m in tasks.items()}),
                     models=py(tasks),
                     retrain_asset=asset_expr if self.retrain_on_alert else "None",
-                    timeout=py(self.ints["train_timeout_minutes"]),
+                    timeout=py(self.ints["train_timeout_minutes"]), exit_rejected=py(EXIT_REJECTED),
                     with_dag=with_dag(f"{ctx.project}_retrain", f"mlspec retraining of {ctx.project}", schedule,
                                       "retraining"))
         return self.prelude(f"{ctx.project}: mlspec retraining.", doc, sdk) + body

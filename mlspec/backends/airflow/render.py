@@ -173,13 +173,13 @@ MONITOR = '''
 RUNBOOKS = $runbooks
 RETRAIN_ASSET = $retrain_asset
 # The Prometheus Pushgateway `mlspec monitor --pushgateway URL` pushes the gauge mlspec_monitor_value to (what
-# alert rules read), looked up when the task runs: the Airflow Variable MLSPEC_PUSHGATEWAY_URL, else the task's
-# environment variable MLSPEC_PUSHGATEWAY_URL, else PUSHGATEWAY_URL (option pushgateway_url). None set: the
+# alert rules read), looked up when the task runs: the Airflow Variable $pushgateway_env, else the task's
+# environment variable $pushgateway_env, else PUSHGATEWAY_URL (option pushgateway_url). None set: the
 # monitor runs without --pushgateway and pushes nothing.
 PUSHGATEWAY_URL = $pushgateway_url
-PUSHGATEWAY_ENV = {"MLSPEC_PUSHGATEWAY_VARIABLE": "{{ var.value.get('MLSPEC_PUSHGATEWAY_URL', '') }}"}
+PUSHGATEWAY_ENV = {"MLSPEC_PUSHGATEWAY_VARIABLE": "{{ var.value.get('$pushgateway_env', '') }}"}
 WITH_PUSHGATEWAY = [  # sh runs the mlspec argv after it, adding `--pushgateway URL` when a URL is set
-    "sh", "-c", 'url="$${MLSPEC_PUSHGATEWAY_VARIABLE:-$${MLSPEC_PUSHGATEWAY_URL:-$$1}}"; shift; '
+    "sh", "-c", 'url="$${MLSPEC_PUSHGATEWAY_VARIABLE:-$${$pushgateway_env:-$$1}}"; shift; '
                 'exec "$$@" $${url:+--pushgateway "$$url"}', "sh", PUSHGATEWAY_URL,
 ]
 
@@ -202,7 +202,7 @@ MODELS = $models
 
 $with_dag
     # retrains on fresh data, gates against the champion, promotes only when the gate passes; a rejected
-    # candidate fails the task (exit 3, the champion stays). Not retried: a retry would be skipped by the
+    # candidate fails the task (exit $exit_rejected, the champion stays). Not retried: a retry would be skipped by the
     # retrain frequency guardrail (exit 0) and turn the rejection green.
     for task_id, model in MODELS.items():
         mlspec_task(task_id, ["retrain", SPEC, "--model", model, "--fail-on-rejected"], secrets=SECRETS, retries=0,

@@ -31,6 +31,7 @@ from mlspec.backends.common import (
     yaml_documents,
 )
 from mlspec.backends.k8s.alerts import prometheus_rule
+from mlspec.contract import EXIT_REJECTED, PUSHGATEWAY_ENV, STREAM_URL_ENV
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -40,10 +41,7 @@ if TYPE_CHECKING:
 KSERVE_MODES = ("Standard", "RawDeployment")  # KServe's raw deployment mode, named Standard since 0.16
 KSERVE_CONTAINER = "kserve-container"  # the container KServe takes for the predictor
 KSERVE_NAME_LIMIT = 45  # KServe names the predictor's Deployment and Service `<name>-predictor` (63 at most)
-PUSHGATEWAY_ENV = "MLSPEC_PUSHGATEWAY_URL"
 PUSHGATEWAY_KEY = "pushgateway_url"  # in the spec ConfigMap
-STREAM_URL_ENV = "MLSPEC_STREAM_URL"  # what `mlspec stream` reads the streams' Redis URL from
-EXIT_REJECTED = 3  # `mlspec run --fail-on-rejected` when a gate rejects (mlspec.runtime.runner)
 WORKSPACE = "/workspace"  # the project directory inside every container (see the docker target)
 REGISTRY_MOUNT = "/var/lib/mlspec"
 PORT = 8080

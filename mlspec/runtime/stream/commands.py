@@ -18,12 +18,12 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
+from mlspec.contract import STREAM_URL_ENV
 from mlspec.ir.spec import Serve, Spec
 from mlspec.runtime.errors import RunError
 
 __all__ = ["STREAM_URL_ENV", "add_parsers", "cmd_stream", "stream_url"]
 
-STREAM_URL_ENV = "MLSPEC_STREAM_URL"
 _NODE = "stream"
 _SOCKET_TIMEOUT_S = 10.0
 
