@@ -350,3 +350,12 @@ def test_options_are_validated() -> None:
     files = generate("k8s", spec, dag, "specs/churn.mlspec", {"namespace": "ml", "image": "registry.example/churn:1"})
     docs = [d for t in files.values() for d in yaml.safe_load_all(t) if d["kind"] != "Kustomization"]
     assert all(d["metadata"]["namespace"] == "ml" for d in docs)
+
+
+def test_comments_wrap_notes_but_keep_commands_on_one_line() -> None:
+    files = golden_files("sensors", "k8s")
+    (note,) = [t for n, t in files.items() if n.startswith("stream-")]
+    comments = [line for line in note.splitlines() if line.startswith("# ")]
+    assert len(comments) > 3 and all(len(line) <= 100 for line in comments)
+    (command,) = [line for line in files["kustomization.yaml"].splitlines() if "kubectl create secret" in line]
+    assert command.startswith("# Secrets") and command.endswith("--from-literal=MLSPEC_STREAM_URL=...")

@@ -103,10 +103,14 @@ class KubernetesBackend:
         return {name: top + notes.get(name, "") + yaml_documents(docs) for name, docs in sorted(files.items())}
 
 
-def _comment(lines: list[str], width: int = 100) -> str:
+def _comment(lines: list[str], width: int | None = 100) -> str:
+    """YAML comment lines, each text wrapped to `width`; width None keeps every text on one line (a command
+    to copy and paste)."""
     import textwrap
 
-    return "".join(f"# {line}\n" for text in lines for line in textwrap.wrap(text, width - 2))
+    if width is not None:
+        lines = [line for text in lines for line in textwrap.wrap(text, width - 2)]
+    return "".join(f"# {line}\n" for line in lines)
 
 
 def _usage(k: _Manifests) -> str:
@@ -119,7 +123,7 @@ def _usage(k: _Manifests) -> str:
     if k.ctx.spec.monitors and not k.pushgateway:
         lines.append(f"Monitor jobs push to the Pushgateway in ConfigMap {k.configmap_name} key {PUSHGATEWAY_KEY}: "
                      "set it (option pushgateway_url) or the PrometheusRule's monitor alerts see no data.")
-    return "".join(f"# {line}\n" for line in lines)
+    return _comment(lines, width=None)
 
 
 class _Manifests:
