@@ -1,15 +1,17 @@
 """Drift (PSI + KS + JS) for 50 numeric features: mlspec's monitoring path against Evidently, same data, same run.
 
-    .venv/bin/python bench/drift.py                 # the recorded run (bench/DRIFT.md)
-    .venv/bin/python bench/drift.py --quick         # a smoke run on small data
-    python3 -m venv /tmp/evidently-venv && /tmp/evidently-venv/bin/pip install evidently 'pandas<3'
-    .venv/bin/python bench/drift.py --evidently-python /tmp/evidently-venv/bin/python   # (the default path)
+    python3 -m venv VENV && VENV/bin/pip install evidently 'pandas<3'     # once, anywhere outside the repo
+    .venv/bin/python bench/drift.py --evidently-python VENV/bin/python   # the recorded run (bench/DRIFT.md)
+    MLSPEC_EVIDENTLY_PYTHON=VENV/bin/python .venv/bin/python bench/drift.py --evidently   # the same
+    .venv/bin/python bench/drift.py --quick         # a smoke run on small data (scipy baseline)
 
 (a) 100k reference rows vs 100k current rows: mlspec (fit the reference + compare, and compare
     only against a stored reference) against Evidently's DataDriftPreset run in its own venv on the
     same parquet files — its default per-column method, and PSI + KS + JS as three presets, the
-    same three statistics mlspec computes.  Goal: mlspec at least 10x faster.  When Evidently
-    cannot be run, the baseline is a per-feature scipy loop (np.histogram + ks_2samp +
+    same three statistics mlspec computes.  Goal: mlspec at least 10x faster.  Evidently is
+    compared when asked for (--evidently, or --evidently-python PATH); its interpreter comes from
+    --evidently-python or the environment variable MLSPEC_EVIDENTLY_PYTHON.  Without it, or when
+    Evidently fails, the baseline is a per-feature scipy loop (np.histogram + ks_2samp +
     jensenshannon) and the output says so.
 (b) 1M vs 1M rows, mlspec only.  Goal: under 5 s.
 Every mlspec number is checked against scipy on the same data before it is timed.
@@ -36,7 +38,7 @@ from _common import cache_dir, environment, fmt_seconds, median_time, table
 from mlspec.runtime.monitoring.drift import compare_samples, drift_many, fit_numeric_fast
 
 N_FEATURES = 50
-DEFAULT_EVIDENTLY = "/tmp/evidently-venv/bin/python"
+EVIDENTLY_ENV = "MLSPEC_EVIDENTLY_PYTHON"  # the python of a venv with evidently and pandas<3
 
 EVIDENTLY_WORKER = r"""
 import json, sys, time
@@ -153,7 +155,24 @@ def run_evidently(python: str, ref_path: Path, cur_path: Path, mode: str, repeat
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(quick: bool = False, evidently_python: str | None = DEFAULT_EVIDENTLY) -> dict[str, Any]:
+def evidently_interpreter(evidently: bool, flag: str | None, environ: dict[str, str] | None = None) -> str | None:
+    """The python to run Evidently with: --evidently-python, else $MLSPEC_EVIDENTLY_PYTHON, when the comparison
+    is asked for (--evidently, or --evidently-python itself); None when it is not. Raises ValueError with what
+    to do when it is asked for without an interpreter, or the interpreter is not an executable file."""
+    if not (evidently or flag):
+        return None
+    python = flag or (os.environ if environ is None else environ).get(EVIDENTLY_ENV, "")
+    if not python:
+        raise ValueError(f"the Evidently comparison needs the python of a venv with evidently and pandas<3: pass "
+                         f"--evidently-python PATH or set {EVIDENTLY_ENV} (python3 -m venv VENV && "
+                         "VENV/bin/pip install evidently 'pandas<3')")
+    if not (Path(python).is_file() and os.access(python, os.X_OK)):
+        source = "--evidently-python" if flag else EVIDENTLY_ENV
+        raise ValueError(f"{source}={python!r} is not an executable python")
+    return python
+
+
+def run(quick: bool = False, evidently_python: str | None = None) -> dict[str, Any]:
     rows_a, rows_b = (20_000, 100_000) if quick else (100_000, 1_000_000)
     repeat = 1 if quick else 3
     out: dict[str, Any] = {"features": N_FEATURES, "rows_a": rows_a, "rows_b": rows_b}
@@ -177,7 +196,9 @@ def run(quick: bool = False, evidently_python: str | None = DEFAULT_EVIDENTLY) -
     a["mlspec_drifted_psi_0_1"] = sum(1 for d in res.values() if d.psi > 0.1)
     a["mlspec_drifted_ks_p_0_05"] = sum(1 for d in res.values() if (d.ks_pvalue or 1) < 0.05)
     baseline = None
-    if evidently_python and Path(evidently_python).exists():
+    if evidently_python is None:
+        a["evidently_skipped"] = f"not requested (--evidently-python PATH, or --evidently with ${EVIDENTLY_ENV})"
+    else:
         try:
             a["evidently_default"] = run_evidently(evidently_python, ref_path, cur_path, "default", repeat)
             a["evidently_psi_ks_js"] = run_evidently(evidently_python, ref_path, cur_path, "three", 1 if quick else 2)
@@ -230,8 +251,9 @@ def summary(r: dict[str, Any]) -> str:
                      fmt_seconds(float(np.median(ev3["times"]))),
                      f"mlspec (whole-reference KS) {a['speedup_vs_evidently_psi_ks_js']:.0f}x faster"])
     else:
-        rows.append(["(a) scipy per-feature loop (Evidently unavailable: " + a.get("evidently_error", "not installed")
-                     + ")", fmt_seconds(a["scipy_loop"]), f"mlspec {a['speedup_vs_scipy_loop']:.0f}x faster"])
+        why = "not requested" if "evidently_skipped" in a else "unavailable: " + a.get("evidently_error", "?")
+        rows.append([f"(a) scipy per-feature loop (Evidently {why})", fmt_seconds(a["scipy_loop"]),
+                     f"mlspec {a['speedup_vs_scipy_loop']:.0f}x faster"])
     rows.append(["(a) goal: >= 10x", "", "met" if a["goal_10x_met"] else "NOT met"])
     if a["baseline"] == "evidently":
         rows.append(["(a) drifted columns found (25 of 50 drift)",
@@ -249,14 +271,21 @@ def summary(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--evidently-python", default=DEFAULT_EVIDENTLY,
-                    help=f"the python of a venv with evidently and pandas<3 (default {DEFAULT_EVIDENTLY})")
+    ap.add_argument("--evidently", action="store_true",
+                    help=f"compare with Evidently, run by --evidently-python or ${EVIDENTLY_ENV}")
+    ap.add_argument("--evidently-python", metavar="PATH",
+                    help=f"the python of a venv with evidently and pandas<3 (implies --evidently; default "
+                         f"${EVIDENTLY_ENV})")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    try:
+        evidently_python = evidently_interpreter(args.evidently, args.evidently_python)
+    except ValueError as e:
+        ap.error(str(e))
     env = environment()
     print(f"# drift benchmark{' (quick)' if args.quick else ''} - {env['date']}, {env['cpus']} CPUs, "
           f"load {env['load_avg']}", flush=True)
-    result = run(quick=args.quick, evidently_python=args.evidently_python)
+    result = run(quick=args.quick, evidently_python=evidently_python)
     print(summary(result))
     print(f"checked against scipy: max |diff| {result['check']['max_abs_diff_vs_scipy']:.2e}")
     if args.json:
