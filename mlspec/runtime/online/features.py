@@ -7,7 +7,8 @@ order, each group seeing the features of the groups it references. This is the s
 
 Reading and decoding an entity's rows costs more than evaluating its features, so the rows,
 prepared for evaluation, are kept in a bounded cache that is valid while the store's version
-token is unchanged: any write to the store, by any process, empties it.
+token is unchanged: a write by another process (or connection) empties it, and rows this
+service writes itself (`write_rows`) are added to the cached histories instead.
 """
 
 from __future__ import annotations
@@ -208,7 +209,10 @@ class FeatureService:
         def update(_: str, key: str, history: History) -> History | None:
             if result.written != len(keyed):  # some rows were already stored: read the entity again
                 return None
-            return History([*history.stored, *by_key[key]], ts_column)
+            # A reader in another thread may have cached this entity after the write committed but
+            # under the version before it: rows it already holds are not added twice.
+            held = {r.get("__seq") for r in history.stored}
+            return History([*history.stored, *(r for r in by_key[key] if r.get("__seq") not in held)], ts_column)
 
         self.cache.advance(store, result.before, result.after, update, [(source, k) for k in by_key])
         return result.written

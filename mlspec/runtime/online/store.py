@@ -411,7 +411,7 @@ class RedisStore:
             raise RunError(_NODE, "the spec keeps its online store in Redis, but the `redis` package is not "
                            "installed", "pip install redis") from None
         self.project = project
-        self._where = _redact(url)
+        self._where = redact_url(url)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError,)
         try:
             self._r: Any = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
@@ -487,7 +487,8 @@ class RedisStore:
                 pipe.zremrangebyscore(f"{p}:e:{key}", seq, seq)
                 pipe.zrem(f"{p}:t", member)
                 dropped += 1
-        pipe.incr(self._version_key())
+        if dropped:  # readers' caches stay valid when nothing changed
+            pipe.incr(self._version_key())
         pipe.execute()
         return dropped
 
@@ -528,7 +529,8 @@ class RedisStore:
             dropped += sum(int(n) for n in pipe.execute())
             self._r.delete(*chunk)
         self._r.delete(f"{p}:t", f"{p}:w")
-        self._r.incr(self._version_key())
+        if dropped:
+            self._r.incr(self._version_key())
         return dropped
 
     def dump(self, source: str) -> list[tuple[str, int, int | None, str]]:
@@ -561,12 +563,14 @@ class RedisStore:
         return f"RedisStore({self._where!r}, project={self.project!r})"
 
 
-def _redact(url: str) -> str:
-    """host:port/db of a Redis URL, never its credentials (they may come from a secret)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+def redact_url(url: str) -> str:
+    """scheme://host:port/db of a Redis URL, never its credentials (they may come from a secret)."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port that is not a number: say so without repeating the URL
+        return "(unparsable URL)"
+    return f"{parts.scheme}://{parts.hostname or 'localhost'}{port}{parts.path}"
 
 
 # ---- opening the store a spec asks for -----------------------------------------------------------

@@ -6,6 +6,7 @@ import datetime as dt
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -224,3 +225,39 @@ def test_own_writes_extend_cached_histories(two_handles: tuple[Spec, SqliteStore
     service.write_rows(store, ns, "customer_id", [order(10**9 + 3, 7, 2.0)], "ordered_at")
     for key in (7, 8):
         assert service.features("churn_risk", store, key, as_of) == fresh.features("churn_risk", store, key, as_of)
+
+
+def test_a_read_racing_an_own_write_does_not_count_its_rows_twice(
+        two_handles: tuple[Spec, SqliteStore, SqliteStore]) -> None:
+    """Another thread may read an entity after this service's write committed, but cache it under the
+    version from before it; adding the written rows then must not add them a second time."""
+    from mlspec.runtime.online.materialize import namespace
+    from mlspec.runtime.online.store import TrackedWrite
+
+    spec, first, _ = two_handles
+    service, fresh = FeatureService(spec), FeatureService(spec, cache_rows=0)
+    as_of = dt.datetime(2026, 10, 1)
+    ns = namespace(spec, "orders", "customer_id")
+
+    class RacingStore(SqliteStore):
+        """A real store where, right after a write commits, a reader thread's miss-read-put happens."""
+
+        def write_rows_tracked(self, source: str, key_column: str, rows: list[dict[str, Any]],
+                               ts_column: str | None = None) -> TrackedWrite:
+            version = service.cache.sync(self)
+            done = super().write_rows_tracked(source, key_column, rows, ts_column)
+            reader = service.evaluator("activity")
+            service.cache.put(ns, "7", reader.history(self.rows_for(ns, 7)), version)  # holds the new row
+            return done
+
+    store = RacingStore(first.path)
+    try:
+        order = {"__seq": 10**9, "order_id": 10**9, "customer_id": 7, "ordered_at": dt.datetime(2026, 9, 30, 12),
+                 "amount": 1234.5, "channel": "app"}
+        assert service.write_rows(store, ns, "customer_id", [order], "ordered_at") == 1
+        assert service.cache.hits == 0
+        got = service.features("churn_risk", store, 7, as_of)
+        assert service.cache.hits == 1  # the orders history came from the cache
+        assert got == fresh.features("churn_risk", store, 7, as_of)
+    finally:
+        store.close()

@@ -302,7 +302,7 @@ def test_redis_layout(redis_url: str) -> None:
     s.close()
 
 
-def _other_writer(store: OnlineStore, tmp_path: Path, redis_url: str | None) -> OnlineStore:
+def _other_writer(store: OnlineStore, redis_url: str | None) -> OnlineStore:
     """A second handle on the same store, as another process (materialize) would hold."""
     if isinstance(store, SqliteStore):
         return SqliteStore(store.path)
@@ -314,7 +314,7 @@ def test_version_moves_on_every_change_of_rows_by_any_writer(store: OnlineStore,
                                                              request: pytest.FixtureRequest) -> None:
     """Serving caches rows under `version()`: every way rows change must move it, whoever writes."""
     url = request.getfixturevalue("redis_url") if isinstance(store, RedisStore) else None
-    other = _other_writer(store, tmp_path, url)
+    other = _other_writer(store, url)
     try:
         seen = [store.version()]
 
@@ -332,6 +332,8 @@ def test_version_moves_on_every_change_of_rows_by_any_writer(store: OnlineStore,
         assert moved()
         other.prune("src", dt.datetime(2026, 1, 4))
         assert moved()
+        assert other.prune("src", dt.datetime(2026, 1, 4)) == 0
+        assert store.version() == seen[-1]  # nothing dropped: cached rows stay valid
         other.replace_source("snap", "k", [row(10, key=5)], ts_column="ts")
         assert moved()
         store.clear("src")
@@ -351,7 +353,7 @@ def test_a_tracked_write_gives_the_versions_either_side(store: OnlineStore, tmp_
     again = store.write_rows_tracked("src", "k", [row(2)], ts_column="ts")  # already stored
     assert again.written == 0 and again.before == again.after == store.version()
     url = request.getfixturevalue("redis_url") if isinstance(store, RedisStore) else None
-    other = _other_writer(store, tmp_path, url)
+    other = _other_writer(store, url)
     try:
         seen = store.version()
         other.write_rows("src", "k", [row(4)], ts_column="ts")
