@@ -3,13 +3,15 @@
 orjson writes them (about 15x faster than the standard library, which matters at one call per
 request); what it refuses (integers beyond 64 bits) falls back to the standard library. Both
 write the same text for what serving produces: compact, UTF-8, dates and timestamps in ISO
-8601 form, numpy scalars as plain numbers.
+8601 form, numpy scalars as plain numbers, and NaN or infinity as null (never the `NaN` token,
+which is not JSON).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -31,4 +33,16 @@ def to_json(obj: object, default: Callable[[object], object] = strict_default) -
     try:
         return orjson.dumps(obj, default=default)
     except TypeError:  # an int beyond 64 bits, or a dict key that is not a string
-        return json.dumps(obj, default=default, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(_finite(obj), default=default, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode()
+
+
+def _finite(obj: object) -> object:
+    """NaN and infinities as None, as orjson writes them."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj

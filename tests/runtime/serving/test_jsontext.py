@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -41,6 +43,13 @@ def _has_float(obj: Any) -> bool:
 def test_what_orjson_refuses_falls_back() -> None:
     big = {"key": 2**70, "n": np.int64(3), "f": np.float32(0.5), "when": dt.datetime(2026, 1, 2, 3, 4, 5, 6)}
     assert json.loads(to_json(big)) == {"key": 2**70, "n": 3, "f": 0.5, "when": "2026-01-02T03:04:05.000006"}
+
+
+@pytest.mark.parametrize("extra", [{}, {"big": 2**70}], ids=["orjson", "fallback"])
+def test_non_finite_floats_are_null_on_both_paths(extra: dict[str, Any]) -> None:
+    text = to_json({"nan": math.nan, "inf": [math.inf, -math.inf], "ok": 1.5, **extra})
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} written")) == {
+        "nan": None, "inf": [None, None], "ok": 1.5, **extra}
 
 
 def test_unknown_types_are_errors_not_strings() -> None:
