@@ -344,9 +344,13 @@ def test_options_are_validated() -> None:
     spec, dag = example("churn")
     for options in ({"image": "bad image"}, {"namespace": "Not_A_Label"}, {"cpu_limit": "lots"},
                     {"monitor_schedule": "every hour"}, {"registry_url": "ftp://x"},
+                    {"registry_url": "https://user:secret@models.example/registry.tar.gz"},
+                    {"registry_url": "https://models.example/$(id)"}, {"registry_url": "file:///x y"},
                     {"pushgateway_url": "file:///etc/passwd"}, {"pushgateway_url": "http://x/$(id)'"}):
         with pytest.raises(BackendError):
             generate("k8s", spec, dag, "specs/churn.mlspec", options)
+    for url in ("https://models.example/churn/registry.tar.gz", "file:///mnt/models/.mlspec/registry"):
+        generate("k8s", spec, dag, "specs/churn.mlspec", {"registry_url": url})  # accepted
     files = generate("k8s", spec, dag, "specs/churn.mlspec", {"namespace": "ml", "image": "registry.example/churn:1"})
     docs = [d for t in files.values() for d in yaml.safe_load_all(t) if d["kind"] != "Kustomization"]
     assert all(d["metadata"]["namespace"] == "ml" for d in docs)

@@ -49,7 +49,7 @@ USER_ID = 10001
 CONFIGMAP_LIMIT = 900 * 1024  # of the API's 1 MiB per object, leaving room for metadata
 IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*", re.ASCII)
 QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?", re.ASCII)
-URL = re.compile(r"(file|https?)://[^\s\"'{}]*", re.ASCII)
+FILE_URL = re.compile(r"file://[A-Za-z0-9._~/%-]+", re.ASCII)
 
 
 def default_image(ctx: Context) -> str:
@@ -145,8 +145,12 @@ class _Manifests:
             if not QUANTITY.fullmatch(options[key]):
                 raise BackendError(f"option {key}={options[key]!r} is not a Kubernetes quantity")
         self.registry_url = options["registry_url"] or f"file://{REGISTRY_MOUNT}/.mlspec/registry"
-        if not URL.fullmatch(self.registry_url):
-            raise BackendError(f"option registry_url={self.registry_url!r} is not a file:// or http(s):// URL")
+        if self.registry_url.startswith("file://"):
+            if not FILE_URL.fullmatch(self.registry_url):
+                raise BackendError(f"option registry_url={self.registry_url!r} is not a file:// URL of letters, "
+                                   "digits and -._~/%")
+        else:  # the same check as every http(s) URL a target writes: plain characters, no credentials
+            http_url(self.registry_url, "option registry_url")
         self.pushgateway = options["pushgateway_url"] and http_url(options["pushgateway_url"],
                                                                     "option pushgateway_url")
         self.kserve = option_choice(options, "kserve", ("false", "true")) == "true"
