@@ -16,7 +16,6 @@ import signal
 import socket
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 from mlspec.contract import STREAM_URL_ENV
 from mlspec.ir.spec import Serve, Spec
@@ -94,7 +93,9 @@ def connect(url: str) -> Any:
     """A redis-py client that answers, or a RunError that never shows the URL's credentials."""
     import redis
 
-    where = redact(url)
+    from mlspec.runtime.online.store import redact_url
+
+    where = redact_url(url)
     try:
         client = redis.Redis.from_url(url, socket_timeout=_SOCKET_TIMEOUT_S, socket_connect_timeout=5.0,
                                       health_check_interval=30)
@@ -107,16 +108,6 @@ def connect(url: str) -> Any:
         raise RunError(_NODE, f"cannot reach the stream Redis at {where}: {e}",
                        f"start redis-server, or check {STREAM_URL_ENV} / --redis") from None
     return client
-
-
-def redact(url: str) -> str:
-    """scheme://host:port/db of a Redis URL, never its credentials."""
-    try:
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "(unparsable URL)"
-    return f"{parts.scheme}://{parts.hostname or 'localhost'}{port}{parts.path}"
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
