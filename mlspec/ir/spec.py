@@ -246,6 +246,9 @@ class Spec:
     def model(self, name: str) -> Model:
         return next(m for m in self.models if m.name == name)
 
+    def serve(self, name: str) -> Serve:
+        return next(s for s in self.serves if s.name == name)
+
     def feature(self, qualified: str) -> Feature:
         group, name = qualified.split(".", 1)
         return next(f for f in self.group(group).features if f.name == name)

@@ -22,6 +22,10 @@ NOT_RUN_HERE = {
     "alert": "alert sinks are used by `mlspec monitor`",
     "monitor": "monitors run with `mlspec monitor`",
 }
+_ONLINE_SERVING = {  # serve modes that run as their own long-lived process, not as a run's node
+    "realtime": "realtime serving starts with `mlspec serve`",
+    "streaming": "streaming serving starts with `mlspec stream`",
+}
 
 
 @dataclass
@@ -131,11 +135,9 @@ def run_pipeline(compiled: Compiled, *, engine: str = "duckdb", node: str | None
             if on_start:
                 on_start(nid)
             started = time.time()
-            if kind in NOT_RUN_HERE or (kind == "serve" and compiled.spec.serves and
-                                        next(s for s in compiled.spec.serves if s.name == name).mode != "batch"):
-                mode = next(s for s in compiled.spec.serves if s.name == name).mode if kind == "serve" else ""
-                note = NOT_RUN_HERE.get(kind, "streaming serving starts with `mlspec stream`" if mode == "streaming"
-                                        else "realtime serving starts with `mlspec serve`")
+            mode = compiled.spec.serve(name).mode if kind == "serve" else ""
+            if kind in NOT_RUN_HERE or mode in _ONLINE_SERVING:
+                note = NOT_RUN_HERE.get(kind) or _ONLINE_SERVING[mode]
                 report = NodeReport(nid, kind, "skipped", 0.0, {"note": note})
             else:
                 try:
