@@ -13,10 +13,10 @@ from typing import Any
 
 from mlspec.ir.spec import Spec
 from mlspec.runtime.checks import run_check
-from mlspec.runtime.engines.sql import AS_OF, ident
+from mlspec.runtime.engines.sql import AS_OF, SEQ, event_groups, ident
 from mlspec.runtime.errors import RunError
 from mlspec.runtime.extract import extract
-from mlspec.runtime.features import compute_group, training_spine_sql, upstream_groups
+from mlspec.runtime.features import compute_group, event_source, training_spine_sql, upstream_groups
 from mlspec.runtime.warehouse import Warehouse, table_for
 
 
@@ -104,11 +104,16 @@ def run_features(ctx: RunContext, name: str) -> Detail:
     labels = {lab.name: table_for(f"label:{lab.name}") for lab in ctx.spec.labels if lab.entity == group.entity}
     for t in labels.values():
         ctx.require(node, t)
-    spine = f"spine__{group.entity}"
+    try:
+        events = event_source(ctx.spec, group)  # request features: one row per labelled event, not per time
+    except ValueError as e:
+        raise RunError(node, str(e), "read request features of one source per group") from None
+    spine = f"spine__{group.entity}" if events is None else f"spine__{group.entity}__events__{events}"
     ctx.wh.conn.execute(f"CREATE OR REPLACE TABLE {ident(spine)} AS "
-                        f"{training_spine_sql(ctx.spec, group.entity, labels)}")
+                        f"{training_spine_sql(ctx.spec, group.entity, labels, events)}")
     upstream = {g: ctx.input_table("features", g) for g in upstream_groups(group)}
-    compute_group(ctx.wh, ctx.spec, group, spine, rows, upstream, table_for(node), ctx.engine)
+    compute_group(ctx.wh, ctx.spec, group, spine, rows, upstream, table_for(node), ctx.engine,
+                  by_event=events is not None)
     n = ctx.wh.count(table_for(node))
     return {"rows_in": ctx.wh.count(spine), "rows_passed": n, "rows_quarantined": 0, "features": len(group.features),
             "engine": ctx.engine}
@@ -121,11 +126,13 @@ def run_dataset(ctx: RunContext, name: str) -> Detail:
     ctx.require(node, label_table)
     key = ident(ctx.spec.entity(model.entity).key)
     groups = list(dict.fromkeys(q.split(".")[0] for q in model.features))
+    events = event_groups(ctx.spec)
     joins, selects = [], []
     for i, g in enumerate(groups):
         table = ctx.input_table("features", g)
         ctx.require(node, table)
-        joins.append(f"JOIN {ident(table)} f{i} ON f{i}.{key} = l.{key} AND f{i}.{AS_OF} = l.{AS_OF}")
+        on_seq = f" AND f{i}.{SEQ} = l.{SEQ}" if g in events else ""  # an event's own request features
+        joins.append(f"JOIN {ident(table)} f{i} ON f{i}.{key} = l.{key} AND f{i}.{AS_OF} = l.{AS_OF}{on_seq}")
     for q in model.features:
         g, f = q.split(".", 1)
         selects.append(f"f{groups.index(g)}.{ident(f)} AS {ident(q)}")

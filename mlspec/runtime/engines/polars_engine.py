@@ -43,6 +43,7 @@ from mlspec.diagnostics import Diagnostic, MlspecError
 from mlspec.ir import expr as ir
 from mlspec.ir.spec import Feature, FeatureGroup, Source, Spec
 from mlspec.ir.types import DType, unify
+from mlspec.runtime.engines.sql import event_groups
 from mlspec.runtime.engines.text import LOWER as _LOWER
 from mlspec.runtime.engines.text import UPPER as _UPPER
 from mlspec.syntax.span import NO_SPAN
@@ -606,13 +607,18 @@ def _source_time(source: Source, rows: pl.LazyFrame) -> pl.Expr:
 
 
 def compute_features(spec: Spec, group: FeatureGroup, spine: pl.DataFrame, rows: pl.DataFrame,
-                     upstream: dict[str, pl.DataFrame]) -> pl.DataFrame:
+                     upstream: dict[str, pl.DataFrame], by_event: bool = False) -> pl.DataFrame:
     """Every feature of `group` for each (key, __as_of) row of `spine`, as the DuckDB engine computes it.
 
     `rows` holds the group's validated source rows (schema columns, optionally `__seq`, the
     load order that breaks timestamp ties; row order is used when it is missing). `upstream`
     maps other group names to their feature tables over the same spine. The result has the key,
     `__as_of` and one column per feature in group order, sorted by (key, __as_of).
+
+    With `by_event` (training an event group, see `event_groups`), the spine also carries the
+    labelled event's `__seq`: a request group reads exactly that row of `rows`, the result keeps
+    `__seq` after `__as_of` (sorted by key, __as_of, __seq), and upstream event groups are joined
+    on it too.
     """
     source = spec.source(group.source)
     key = spec.entity(group.entity).key
@@ -623,26 +629,33 @@ def compute_features(spec: Spec, group: FeatureGroup, spine: pl.DataFrame, rows:
         rows = rows.with_row_index(SEQ, offset=1)
     rows_lf = rows.lazy().with_columns(pl.col(SEQ).cast(pl.Int64))
     key_dtype = spine.schema[key]
-    spine_lf = spine.lazy().select(pl.col(key), _as_us(pl.col(AS_OF), spine.schema[AS_OF]).alias(AS_OF))
-    points = spine_lf.filter(pl.col(key).is_not_null() & pl.col(AS_OF).is_not_null()).unique()
+    spine_lf = spine.lazy().select(pl.col(key), _as_us(pl.col(AS_OF), spine.schema[AS_OF]).alias(AS_OF),
+                                   *([pl.col(SEQ).cast(pl.Int64)] if by_event else []))
+    points = spine_lf.select(key, AS_OF).filter(pl.col(key).is_not_null() & pl.col(AS_OF).is_not_null()).unique()
     frame = spine_lf.with_columns((pl.col(key).is_not_null() & pl.col(AS_OF).is_not_null()).alias("s:valid"))
 
     if comp.aggs:
         frame = frame.join(_aggregate(comp, source, key, key_dtype, points, rows_lf), on=[key, AS_OF], how="left")
-    if comp.row_cols:
+    if comp.row_cols and by_event and group.request:
+        frame = _attach_event_rows(comp, source, frame, rows_lf)
+    elif comp.row_cols:
         frame = _attach_latest_rows(comp, source, key, key_dtype, frame, rows_lf)
+    events = event_groups(spec) if by_event else set()
     for other, names in sorted(comp.upstream.items()):
         if other not in upstream:
             raise unsupported(group, f"the features of upstream group `{other}` were not provided")
         table = upstream[other]
+        on = [key, AS_OF, SEQ] if other in events else [key, AS_OF]
         up = (table.lazy()
               .select(pl.col(key).cast(key_dtype), _as_us(pl.col(AS_OF), table.schema[AS_OF]).alias(AS_OF),
+                      *([pl.col(SEQ).cast(pl.Int64)] if other in events else []),
                       *[pl.col(n).alias(f"u:{other}:{n}") for n in sorted(names)])
-              .unique(subset=[key, AS_OF], keep="any"))
-        frame = frame.join(up, on=[key, AS_OF], how="left")
+              .unique(subset=on, keep="any"))
+        frame = frame.join(up, on=on, how="left")
 
-    return (frame.select(pl.col(key), pl.col(AS_OF), *outputs)
-            .sort([key, AS_OF], nulls_last=True)
+    order = [key, AS_OF, SEQ] if by_event else [key, AS_OF]
+    return (frame.select(*(pl.col(c) for c in order), *outputs)
+            .sort(order, nulls_last=True)
             .collect())
 
 
@@ -727,6 +740,13 @@ def _aggregate(comp: _Compiler, source: Source, key: str, key_dtype: pl.DataType
                   .agg(_direct(by_slot[s], arg_col(by_slot[s])).alias(s) for s in ranged))
         out = out.join(direct, on=POINT, how="left")
     return out.drop(POINT)
+
+
+def _attach_event_rows(comp: _Compiler, source: Source, frame: pl.LazyFrame, rows: pl.LazyFrame) -> pl.LazyFrame:
+    """A request group in training reads the labelled event's own row: the one with the spine's __seq."""
+    cols = [pl.col(c).cast(PL_TYPES[_column_dtype(comp, source, c)]).alias("r:" + c) for c in sorted(comp.row_cols)]
+    own = rows.select(pl.col(SEQ), *cols).unique(subset=[SEQ], keep="last")
+    return frame.join(own, on=SEQ, how="left")
 
 
 def _attach_latest_rows(comp: _Compiler, source: Source, key: str, key_dtype: pl.DataType, frame: pl.LazyFrame,

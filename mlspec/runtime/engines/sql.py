@@ -209,16 +209,39 @@ def row_sql(e: ir.Expr, alias: str = "r") -> str:
     return _Compiler(None, None, {}, row_alias=alias).expr(e)
 
 
-def feature_sql(spec: Spec, group: FeatureGroup, spine: str, rows: str, upstream: dict[str, str]) -> str:
+def event_groups(spec: Spec) -> set[str]:
+    """The groups whose values belong to one event: request groups and the groups reading their features.
+
+    In training they are computed per labelled event (key, __as_of, __seq), because two events of
+    an entity at the same time have different fields; every other group per (key, __as_of).
+    """
+    out = {g.name for g in spec.groups if g.request}
+    grown = True
+    while grown:
+        grown = False
+        for g in spec.groups:
+            if g.name not in out and any(isinstance(n, ir.FeatureRef) and n.group in out
+                                         for f in g.features for n in ir.walk(f.expr)):
+                out.add(g.name)
+                grown = True
+    return out
+
+
+def feature_sql(spec: Spec, group: FeatureGroup, spine: str, rows: str, upstream: dict[str, str],
+                by_event: bool = False) -> str:
     """SELECT computing every feature of `group` for each (key, __as_of) row of table `spine`.
 
     `rows` is the table of validated source rows (schema columns plus __seq); `upstream`
     maps other group names to their feature tables over the same spine.
+
+    With `by_event` (training an event group, see `event_groups`), the spine also carries the
+    labelled event's __seq: a request group reads exactly that row of `rows`, the output keeps
+    __seq, and upstream event groups are joined on it too.
     """
     source = spec.source(group.source)
     key = ident(spec.entity(group.entity).key)
     comp = _Compiler(group, source, {f.name: f for f in group.features})
-    selects = [f"s.{key}", f"s.{AS_OF}"]
+    selects = [f"s.{key}", f"s.{AS_OF}"] + ([f"s.{SEQ}"] if by_event else [])
     for f in group.features:
         selects.append(f"CAST({comp.expr(f.expr)} AS {SQL_TYPES[f.dtype]}) AS {ident(f.name)}")
     joins = []
@@ -235,14 +258,18 @@ def feature_sql(spec: Spec, group: FeatureGroup, spine: str, rows: str, upstream
             f"GROUP BY s.{key}, s.{AS_OF}) g ON g.{key} = s.{key} AND g.{AS_OF} = s.{AS_OF}")
     uses_rows = any(isinstance(n, ir.Col) and not _inside_agg(f.expr, n) for f in group.features
                     for n in ir.walk(f.expr))
-    if uses_rows:
+    if uses_rows and by_event and group.request:
+        joins.append(f"LEFT JOIN {ident(rows)} r ON r.{SEQ} = s.{SEQ}")  # the labelled event's own row
+    elif uses_rows:
         joins.append(_row_join(source, key, rows))
+    events = event_groups(spec) if by_event else set()
     for other in sorted(comp.upstream):
         alias = ident("u_" + other)
+        on_seq = f" AND {alias}.{SEQ} = s.{SEQ}" if other in events else ""
         joins.append(f"LEFT JOIN {ident(upstream[other])} {alias} ON {alias}.{key} = s.{key} "
-                     f"AND {alias}.{AS_OF} = s.{AS_OF}")
+                     f"AND {alias}.{AS_OF} = s.{AS_OF}{on_seq}")
     return (f"SELECT {', '.join(selects)}\nFROM {ident(spine)} s\n" + "\n".join(joins)
-            + f"\nORDER BY s.{key}, s.{AS_OF}")
+            + f"\nORDER BY s.{key}, s.{AS_OF}" + (f", s.{SEQ}" if by_event else ""))
 
 
 def _row_join(source: Source, key: str, rows: str) -> str:
