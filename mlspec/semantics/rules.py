@@ -65,15 +65,34 @@ def timeless_sources_warned(spec: Spec, out: Collector) -> None:
 
 
 def request_groups_match_labels(spec: Spec, out: Collector) -> None:
-    """Request features are computed on the label's own event row in training."""
+    """Request features are computed on the label's own event row in training: also when a model
+    reads them through another group's features (training would have no event row to read)."""
     groups = {g.name: g for g in spec.groups}
+    reads = {g.name: [n.group for f in g.features for n in ir.walk(f.expr)
+                      if isinstance(n, ir.FeatureRef) and n.group != g.name and n.group in groups]
+             for g in spec.groups}
+    reported: set[tuple[str, str]] = set()
     for m in spec.models:
         label = spec.label(m.label)
-        for g in (groups[name] for name in dict.fromkeys(q.split(".")[0] for q in m.features)):
-            if g.request and g.source != label.source:
-                out.error("E142", f"request features `{g.name}` come from `{g.source}`, but label `{label.name}` "
-                          f"comes from `{label.source}`", g.span,
-                          "in training, request features are read from the label's own event rows")
+        direct = list(dict.fromkeys(q.split(".")[0] for q in m.features if q.split(".")[0] in groups))
+        via: dict[str, str] = {name: name for name in direct}  # group -> the model's group that reads it
+        queue = list(direct)
+        while queue:  # every group the model's features read, directly or through others
+            name = queue.pop(0)
+            for up in reads[name]:
+                if up not in via:
+                    via[up] = via[name]
+                    queue.append(up)
+        for name, through in via.items():
+            g = groups[name]
+            if not g.request or g.source == label.source or (name, label.name) in reported:
+                continue
+            reported.add((name, label.name))
+            hint = "in training, request features are read from the label's own event rows"
+            if through != name:
+                hint += f" (model `{m.name}` reads them through `{through}`)"
+            out.error("E142", f"request features `{g.name}` come from `{g.source}`, but label `{label.name}` "
+                      f"comes from `{label.source}`", g.span, hint)
 
 
 RULES: tuple[Callable[[Spec, Collector], None], ...] = (
