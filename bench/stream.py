@@ -1,6 +1,6 @@
 """`mlspec stream`: events/s and event-to-output latency of one consumer, next to a bare baseline.
 
-Builds the small plant project of tests/runtime/stream (real `mlspec run`, xgboost champion),
+Builds the small plant project of bench/_plant.py, the one the stream tests use (real `mlspec run`, xgboost champion),
 starts a private redis-server on 127.0.0.1, materializes the online store into it, and measures,
 for one in-process consumer:
 
@@ -39,7 +39,7 @@ def _free_port() -> int:
 
 
 def _events(root: Path, n: int) -> list[dict[str, str]]:
-    from tests.runtime.stream.conftest import DEVICES, new_events
+    from bench._plant import DEVICES, new_events
 
     return new_events(root, n, devices=range(1, DEVICES + 1), step_s=5)
 
@@ -105,13 +105,13 @@ def main() -> None:
 
     import redis
 
+    from bench._plant import ENV, compile_plant, write_plant
     from mlspec.compiler import compile_paths
     from mlspec.runtime.online.materialize import materialize
     from mlspec.runtime.online.store import open_store
     from mlspec.runtime.runner import run_pipeline
     from mlspec.runtime.stream.consumer import StreamConfig, StreamConsumer
     from mlspec.runtime.warehouse import Warehouse
-    from tests.runtime.stream.conftest import ENV, compile_plant, write_plant
 
     tmp = Path(tempfile.mkdtemp(prefix="mlspec-stream-bench-"))
     port = _free_port()
