@@ -118,10 +118,12 @@ def _parse_as_of(text: str | None) -> dt.datetime | None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mlspec.runtime.demo import write_churn_demo
 
-    spec = resources.files("mlspec").joinpath("examples/churn.mlspec").read_text(encoding="utf-8")
+    spec = resources.files("mlspec").joinpath(f"examples/{args.example}.mlspec").read_text(encoding="utf-8")
     if not 0 <= args.bad_rows < 1:
         print("error: --bad-rows is a fraction in [0, 1)", file=sys.stderr)
         return 1
+    if args.example == "sensors":
+        return _demo_sensors(args, spec)
     if args.customers < 50:
         print("error: --customers must be at least 50", file=sys.stderr)
         return 1
@@ -133,6 +135,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if summary.bad_rows.total:
         print(f"planted {summary.bad_rows.total:,} bad order rows: {summary.bad_rows.as_dict()}")
     print(f"spec: {summary.spec_path}\nnext: cd {out} && mlspec run churn.mlspec")
+    return 0
+
+
+def _demo_sensors(args: argparse.Namespace, spec: str) -> int:
+    from mlspec.runtime.demo import write_sensors_demo
+
+    if args.devices < 10:
+        print("error: --devices must be at least 10", file=sys.stderr)
+        return 1
+    out = Path(args.dir)
+    summary = write_sensors_demo(out, devices=args.devices, seed=args.seed, bad_rows=args.bad_rows, spec_text=spec)
+    print(f"wrote {summary.devices_rows:,} devices, {summary.readings_rows:,} readings (the last up to "
+          f"{summary.end:%Y-%m-%d %H:%M:%S} UTC), {summary.inspections_rows:,} inspections "
+          f"({summary.inspections_failed:,} failed within 24h) to {out}/data")
+    if summary.bad_rows.total:
+        print(f"planted {summary.bad_rows.total:,} bad reading rows: {summary.bad_rows.as_dict()}")
+    print(f"spec: {summary.spec_path}\nnext: cd {out} && mlspec run sensors.mlspec  (within 15 minutes: the spec "
+          "checks freshness() < 15m)")
     return 0
 
 
@@ -304,12 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fmt)
 
     p = sub.add_parser("demo", help="write a synthetic dataset and a spec to try mlspec on")
-    p.add_argument("example", choices=("churn",))
+    p.add_argument("example", choices=("churn", "sensors"))
     p.add_argument("dir")
-    p.add_argument("--customers", type=int, default=5000)
+    p.add_argument("--customers", type=int, default=5000, help="churn: customers")
+    p.add_argument("--devices", type=int, default=100, help="sensors: devices")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bad-rows", type=float, default=0.0, help="fraction of order rows that break the spec's checks")
-    p.add_argument("--drift", action="store_true", help="shift the most recent months")
+    p.add_argument("--bad-rows", type=float, default=0.0,
+                   help="fraction of order (churn) or reading (sensors) rows that break the spec's checks")
+    p.add_argument("--drift", action="store_true", help="churn: shift the most recent months")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("run", help="run the pipeline: extract, features, checks, train, gate, register, score")

@@ -1,4 +1,4 @@
-"""Synthetic data behind ``mlspec demo churn DIR``.
+"""Synthetic data behind ``mlspec demo churn DIR`` and ``mlspec demo sensors DIR`` (the latter at the end).
 
 The churn example spec (``specs/churn.mlspec``) needs three parquet sources that match its schemas
 exactly, carry a real (planted) churn signal, and can be made dirty or drifted on demand so that
@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -42,11 +42,16 @@ __all__ = [
     "CHURN_DATA_END",
     "DRIFT_FROM",
     "LABEL_HORIZON_DAYS",
+    "SENSOR_BAD_ROW_KINDS",
+    "SENSOR_TEST_FROM",
     "BadRowCounts",
     "ChurnWorld",
     "DemoSummary",
+    "SensorBadRowCounts",
+    "SensorsDemoSummary",
     "simulate_churn_world",
     "write_churn_demo",
+    "write_sensors_demo",
 ]
 
 IntArray = npt.NDArray[np.int64]
@@ -493,4 +498,313 @@ def write_churn_demo(
         bad_rows=BadRowCounts(**{kind: int(c) for kind, c in zip(BAD_ROW_KINDS, planted, strict=True)}),
         seed=seed,
         drift=drift,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sensors: ``mlspec demo sensors DIR`` (specs/sensors.mlspec).
+#
+# Generative story (a pure function of devices, seed and ``end``):
+#
+# 1. Devices (pumps and compressors on a few sites) are installed a few months to years before the
+#    data starts; each has its own baseline temperature, vibration, pressure and rpm by model.
+# 2. Each device is inspected ``_SENSOR_INSPECTIONS`` times: half in the 90 days before the spec's
+#    ``test_from`` (2026-03-01), half from then until a day before ``end``.  Readings exist in the
+#    day before each inspection (every ``_SENSOR_CADENCE_S`` seconds, with jitter) and in the last
+#    day before ``end`` for every device, so the data is fresh "now" and a streaming consumer has
+#    history for every device.
+# 3. About ``_SENSOR_FAIL_P`` of inspections precede a failure within a day.  Before most of those,
+#    the device degrades from a random onset 2-14 hours before the inspection: temperature climbs,
+#    vibration grows, pressure sags, warnings and faults become frequent; some fail suddenly, with
+#    no precursor.  A quarter of the healthy episodes have a harmless transient (a spike of up to
+#    1.5 hours without a trend), so the signal is strong, not perfect.
+# 4. ``bad_rows`` corrupts a fraction of reading rows (never keys), one defect per row.
+
+SENSOR_MODELS: Final = ("pump-a", "pump-b", "compressor")
+SENSOR_SITES: Final = ("plant-north", "plant-south", "plant-east", "plant-west")
+SENSOR_STATUSES: Final = ("ok", "warn", "fault")
+_BAD_STATUSES: Final = ("FAULT", "unknown", "err")
+SENSOR_TEST_FROM: Final = datetime(2026, 3, 1)
+"""The spec's ``split = by_time(test_from = "2026-03-01")``."""
+_SENSOR_TRAIN_DAYS: Final = 90
+_SENSOR_INSPECTIONS: Final = 8  # per device, half before SENSOR_TEST_FROM
+_SENSOR_CADENCE_S: Final = 180
+_SENSOR_EPISODE_S: Final = 86_400
+_SENSOR_FAIL_P: Final = 0.2
+_SENSOR_TRANSIENT_P: Final = 0.25
+_SENSOR_SUDDEN_P: Final = 0.15
+_SENSOR_NULL_TEMP_P: Final = 0.01
+_MODEL_TEMP: Final = np.array([55.0, 62.0, 75.0])
+_MODEL_VIB: Final = np.array([3.0, 4.0, 6.0])
+_MODEL_PRESSURE: Final = np.array([8.0, 10.0, 25.0])
+_MODEL_RPM: Final = np.array([1800.0, 3000.0, 6000.0])
+SENSOR_BAD_ROW_KINDS: Final = ("temperature_above_range", "negative_vibration", "status_outside_set",
+                               "null_temperature")
+
+_READINGS_SCHEMA: Final = pa.schema(
+    [
+        pa.field("reading_id", pa.int64(), nullable=False),
+        pa.field("device_id", pa.int64(), nullable=False),
+        pa.field("read_at", pa.timestamp("us"), nullable=False),
+        pa.field("temperature", pa.float64()),
+        pa.field("vibration", pa.float64()),
+        pa.field("pressure", pa.float64()),
+        pa.field("rpm", pa.int64()),
+        pa.field("status", pa.string()),
+    ]
+)
+_DEVICES_SCHEMA: Final = pa.schema(
+    [
+        pa.field("device_id", pa.int64(), nullable=False),
+        pa.field("installed_at", pa.timestamp("us"), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("site", pa.string(), nullable=False),
+    ]
+)
+_INSPECTIONS_SCHEMA: Final = pa.schema(
+    [
+        pa.field("device_id", pa.int64(), nullable=False),
+        pa.field("inspected_at", pa.timestamp("us"), nullable=False),
+        pa.field("failed_24h", pa.bool_(), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class SensorBadRowCounts:
+    """Reading rows corrupted on purpose, by kind; each corrupted row has exactly one defect.
+
+    ``temperature_above_range`` breaks the schema ``range [-60, 200]``, ``negative_vibration`` breaks
+    ``range [0, 100]`` and ``check readings { vibration >= 0 }``, ``status_outside_set`` breaks the
+    schema ``in (...)``; ``null_temperature`` is allowed and counted so null handling reconciles too.
+    """
+
+    temperature_above_range: int = 0
+    negative_vibration: int = 0
+    status_outside_set: int = 0
+    null_temperature: int = 0
+
+    @property
+    def total(self) -> int:
+        return (self.temperature_above_range + self.negative_vibration + self.status_outside_set
+                + self.null_temperature)
+
+    @property
+    def violating(self) -> int:
+        """Rows that break a declaration of the spec (null temperatures do not)."""
+        return self.temperature_above_range + self.negative_vibration + self.status_outside_set
+
+    def as_dict(self) -> dict[str, int]:
+        return {kind: int(getattr(self, kind)) for kind in SENSOR_BAD_ROW_KINDS}
+
+
+@dataclass(frozen=True)
+class SensorsDemoSummary:
+    """What ``write_sensors_demo`` wrote."""
+
+    spec_path: Path
+    readings_path: Path
+    devices_path: Path
+    inspections_path: Path
+    devices_rows: int
+    readings_rows: int
+    inspections_rows: int
+    inspections_failed: int
+    bad_rows: SensorBadRowCounts
+    seed: int
+    end: datetime
+
+
+def _sensor_inspection_times(devices: int, end_us: int, rng: np.random.Generator) -> IntArray:
+    """(devices, inspections) instants, sorted per device, at least two days apart."""
+    test_from = int(np.datetime64(SENSOR_TEST_FROM, "us").astype(np.int64))
+    half = _SENSOR_INSPECTIONS // 2
+    spans = ((test_from - _SENSOR_TRAIN_DAYS * _US_PER_DAY, test_from - _US_PER_DAY),
+             (test_from + _US_PER_DAY, end_us - 2 * _US_PER_DAY))
+    out = np.empty((devices, 2 * half), dtype=np.int64)
+    for part, (lo, hi) in enumerate(spans):
+        days = (hi - lo) // _US_PER_DAY
+        if days < 2 * half:
+            raise ValueError(f"end must be at least {2 * half + 3} days after {SENSOR_TEST_FROM:%Y-%m-%d}")
+        for d in range(devices):  # distinct days, every other day at most: no two episodes overlap
+            picked = np.sort(rng.choice(days // 2, size=half, replace=False)) * 2
+            seconds = rng.integers(3_600, 86_400 - 3_600, half)
+            out[d, part * half:(part + 1) * half] = lo + picked * _US_PER_DAY + seconds * _US_PER_SECOND
+    return out
+
+
+def _episode_readings(
+    device: IntArray, until: IntArray, failing: BoolArray, transient: BoolArray,
+    base: FloatArray, rng: np.random.Generator,
+) -> dict[str, npt.NDArray[Any]]:
+    """The day of readings before each episode's ``until`` (exclusive), degrading where ``failing``."""
+    steps = _SENSOR_EPISODE_S // _SENSOR_CADENCE_S
+    n_ep = len(until)
+    k = np.arange(steps, dtype=np.int64)
+    # Seconds before `until`; jitter keeps readings of one device apart and never at `until` itself.
+    before = (steps - k)[None, :] * _SENSOR_CADENCE_S - rng.integers(1, _SENSOR_CADENCE_S // 3, (n_ep, steps))
+    at = until[:, None] - before * _US_PER_SECOND
+    hours_before = before / 3600.0
+    onset = rng.uniform(2.0, 14.0, n_ep)[:, None]
+    sudden = rng.random(n_ep) < _SENSOR_SUDDEN_P  # failures without a precursor: the model cannot see them
+    severity = np.where(failing & ~sudden, rng.uniform(0.25, 1.2, n_ep), 0.0)[:, None]
+    ramp = severity * np.clip((onset - hours_before) / onset, 0.0, 1.0)  # 0 before onset -> severity at until
+    t_start = rng.uniform(0.2, 12.0, n_ep)[:, None]
+    spike = np.where(transient[:, None] & (hours_before <= t_start) & (hours_before > t_start - 1.5),
+                     rng.uniform(0.4, 1.0, n_ep)[:, None], 0.0)
+    temp_base, vib_base, pressure_base, rpm_base = (base[:, i][:, None] for i in range(4))
+    shape = (n_ep, steps)
+    temperature = temp_base + 12.0 * ramp + 12.0 * spike + rng.normal(0.0, 2.5, shape)
+    vibration = vib_base * (1.0 + 2.0 * ramp + 1.2 * spike) * np.exp(rng.normal(0.0, 0.12, shape))
+    pressure = pressure_base * (1.0 - 0.25 * ramp) + rng.normal(0.0, 0.3, shape)
+    rpm = rpm_base * (1.0 - 0.08 * ramp) + rng.normal(0.0, 25.0, shape)
+    risk = 0.03 + 0.3 * ramp + 0.4 * spike
+    u = rng.random(shape)
+    status = (u < risk).astype(np.int8) + (u < 0.25 * risk).astype(np.int8)
+    return {
+        "device": np.repeat(device, steps),
+        "at": at.ravel(),
+        "temperature": np.clip(np.round(temperature, 2), -60.0, 200.0).ravel(),
+        "vibration": np.clip(np.round(vibration, 3), 0.0, 100.0).ravel(),
+        "pressure": np.clip(np.round(pressure, 2), 0.0, 50.0).ravel(),
+        "rpm": np.clip(np.round(rpm), 0, 20_000).astype(np.int64).ravel(),
+        "status": status.ravel(),
+    }
+
+
+def _plant_sensor_bad_rows(
+    cols: dict[str, npt.NDArray[Any]], null_temp: BoolArray, n_bad: int, rng: np.random.Generator
+) -> npt.NDArray[np.int64]:
+    """Corrupt ``n_bad`` distinct rows with a temperature in place, one defect each; counts per kind."""
+    candidates = np.flatnonzero(~null_temp)  # a planted null must be a change
+    if n_bad > len(candidates):
+        raise ValueError(f"bad_rows: {n_bad} rows to corrupt, only {len(candidates)} readings have a temperature")
+    rows = rng.choice(candidates, size=n_bad, replace=False)
+    kinds = rng.integers(0, len(SENSOR_BAD_ROW_KINDS), n_bad)
+    magnitude = rng.random(n_bad)
+    high, neg, stat, null = (rows[kinds == k] for k in range(len(SENSOR_BAD_ROW_KINDS)))
+    cols["temperature"][high] = np.round(250.0 + 750.0 * magnitude[kinds == 0], 2)
+    cols["vibration"][neg] = -np.round(0.1 + 9.9 * magnitude[kinds == 1], 3)
+    cols["status"][stat] = (len(SENSOR_STATUSES) + np.floor(magnitude[kinds == 2] * len(_BAD_STATUSES))).astype(np.int8)
+    null_temp[null] = True
+    return np.bincount(kinds, minlength=len(SENSOR_BAD_ROW_KINDS)).astype(np.int64)
+
+
+def write_sensors_demo(
+    out_dir: Path,
+    *,
+    devices: int = 100,
+    seed: int = 0,
+    bad_rows: float = 0.0,
+    end: datetime | None = None,
+    spec_text: str,
+) -> SensorsDemoSummary:
+    """Write the sensors demo project (spec + readings, devices, inspections) under ``out_dir``.
+
+    ``end`` (naive UTC, default: now, to the second) is when the last day of readings ends, so that
+    ``check readings { freshness() < 15m }`` holds on a fresh demo; the same ``devices``, ``seed``,
+    ``bad_rows`` and ``end`` give byte-identical files.  ``end`` must be at least a week after
+    2026-03-01 (the spec's ``test_from``): training inspections lie before it, held-out ones after.
+    ``bad_rows`` corrupts exactly ``floor(bad_rows * readings_rows + 0.5)`` reading rows.
+    """
+    if devices < 1:
+        raise ValueError(f"devices must be >= 1, got {devices}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if not 0.0 <= bad_rows <= 1.0:
+        raise ValueError(f"bad_rows must be a fraction in [0, 1], got {bad_rows}")
+    if end is None:
+        end = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    end_us = int(np.datetime64(end, "us").astype(np.int64))
+
+    out_dir = Path(out_dir)
+    data_dir = out_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = out_dir / "sensors.mlspec"
+    readings_path = data_dir / "readings.parquet"
+    devices_path = data_dir / "devices.parquet"
+    inspections_path = data_dir / "inspections.parquet"
+    world_rng, readings_rng, _, bad_rng = _streams(seed)
+
+    # 1. Devices.
+    device_id = np.arange(1, devices + 1, dtype=np.int64)
+    model = world_rng.choice(len(SENSOR_MODELS), size=devices, p=(0.45, 0.35, 0.2))
+    site = world_rng.integers(0, len(SENSOR_SITES), devices)
+    first = int(np.datetime64(SENSOR_TEST_FROM, "us").astype(np.int64)) - _SENSOR_TRAIN_DAYS * _US_PER_DAY
+    installed = first - world_rng.integers(30, 3 * 365, devices) * _US_PER_DAY \
+        - world_rng.integers(0, 86_400, devices) * _US_PER_SECOND
+    base = np.stack([
+        _MODEL_TEMP[model] + world_rng.normal(0.0, 4.0, devices),
+        _MODEL_VIB[model] * np.exp(world_rng.normal(0.0, 0.25, devices)),
+        _MODEL_PRESSURE[model] * np.exp(world_rng.normal(0.0, 0.1, devices)),
+        _MODEL_RPM[model] * np.exp(world_rng.normal(0.0, 0.05, devices)),
+    ], axis=1)
+
+    # 2-3. Inspections and the day of readings before each, plus the last day for every device.
+    inspected = _sensor_inspection_times(devices, end_us, world_rng)
+    n_insp = inspected.size
+    failed = world_rng.random(n_insp) < _SENSOR_FAIL_P
+    transient = ~failed & (world_rng.random(n_insp) < _SENSOR_TRANSIENT_P)
+    ep_device = np.concatenate([np.repeat(np.arange(devices), _SENSOR_INSPECTIONS), np.arange(devices)])
+    ep_until = np.concatenate([inspected.ravel(), np.full(devices, end_us + _SENSOR_CADENCE_S * _US_PER_SECOND // 3)])
+    live_failing = world_rng.random(devices) < 0.05  # a few devices are failing right now
+    ep_failing = np.concatenate([failed, live_failing])
+    ep_transient = np.concatenate([transient, np.zeros(devices, dtype=np.bool_)])
+    cols = _episode_readings(device_id[ep_device], ep_until, ep_failing, ep_transient,
+                             base[ep_device], readings_rng)
+    keep = cols["at"] <= end_us
+    cols = {name: col[keep] for name, col in cols.items()}
+    order = np.lexsort((cols["device"], cols["at"]))
+    cols = {name: col[order] for name, col in cols.items()}
+    n = len(order)
+    null_temp = readings_rng.random(n) < _SENSOR_NULL_TEMP_P
+
+    # 4. Bad rows.
+    planted = _plant_sensor_bad_rows(cols, null_temp, math.floor(bad_rows * n + 0.5), bad_rng)
+
+    readings = pa.table(
+        {
+            "reading_id": pa.array(np.arange(1, n + 1, dtype=np.int64)),
+            "device_id": pa.array(cols["device"]),
+            "read_at": pa.array(cols["at"].astype("datetime64[us]")),
+            "temperature": pa.array(cols["temperature"], pa.float64(), mask=null_temp),
+            "vibration": pa.array(cols["vibration"], pa.float64()),
+            "pressure": pa.array(cols["pressure"], pa.float64()),
+            "rpm": pa.array(cols["rpm"], pa.int64()),
+            "status": _strings(cols["status"], SENSOR_STATUSES + _BAD_STATUSES),
+        }
+    ).cast(_READINGS_SCHEMA)
+    pq.write_table(readings, readings_path, **_PARQUET_OPTIONS)
+    devices_table = pa.table(
+        {
+            "device_id": pa.array(device_id),
+            "installed_at": pa.array(installed.astype("datetime64[us]")),
+            "model": _strings(model.astype(np.int8), SENSOR_MODELS),
+            "site": _strings(site.astype(np.int8), SENSOR_SITES),
+        }
+    ).cast(_DEVICES_SCHEMA)
+    pq.write_table(devices_table, devices_path, **_PARQUET_OPTIONS)
+    insp_order = np.lexsort((np.repeat(device_id, _SENSOR_INSPECTIONS), inspected.ravel()))
+    inspections = pa.table(
+        {
+            "device_id": pa.array(np.repeat(device_id, _SENSOR_INSPECTIONS)[insp_order]),
+            "inspected_at": pa.array(inspected.ravel()[insp_order].astype("datetime64[us]")),
+            "failed_24h": pa.array(failed[insp_order]),
+        }
+    ).cast(_INSPECTIONS_SCHEMA)
+    pq.write_table(inspections, inspections_path, **_PARQUET_OPTIONS)
+
+    spec_path.write_text(spec_text, encoding="utf-8")
+    return SensorsDemoSummary(
+        spec_path=spec_path,
+        readings_path=readings_path,
+        devices_path=devices_path,
+        inspections_path=inspections_path,
+        devices_rows=devices,
+        readings_rows=n,
+        inspections_rows=n_insp,
+        inspections_failed=int(failed.sum()),
+        bad_rows=SensorBadRowCounts(**{k: int(c) for k, c in zip(SENSOR_BAD_ROW_KINDS, planted, strict=True)}),
+        seed=seed,
+        end=end,
     )
