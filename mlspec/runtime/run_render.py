@@ -78,9 +78,12 @@ def print_summary(summary: RunSummary, console: Console) -> None:
     for r in summary.nodes:
         if r.status == "ok" and r.kind in ("model", "gate", "serve") and "version" in r.detail:
             console.print(f"{r.node}: {_headline(r)}", highlight=False)
-    skipped = [r.node for r in summary.nodes if r.status == "skipped"]
+    skipped: dict[str, list[str]] = {}  # why -> nodes, in run order
+    for r in summary.nodes:
+        if r.status == "skipped":
+            skipped.setdefault(str(r.detail.get("note", "")), []).append(r.node)
     if skipped:
-        console.print(f"[dim]not run here: {', '.join(skipped)} (see `mlspec serve` / `mlspec monitor`)[/]",
-                      highlight=False)
+        parts = [", ".join(nodes) + (f" ({why})" if why else "") for why, nodes in skipped.items()]
+        console.print(f"[dim]not run here: {'; '.join(parts)}[/]", highlight=False)
     for w in summary.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
