@@ -27,7 +27,7 @@ Generative story (one calendar month is one simulation step, 2025-05 .. 2026-10)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -156,33 +156,40 @@ _PARQUET_OPTIONS: Final = {"compression": "zstd", "compression_level": 3, "write
 
 
 @dataclass(frozen=True)
-class BadRowCounts:
+class _PlantedRows:
+    """Rows corrupted on purpose, one count per kind (the fields, in order); the last kind is a null
+    the spec allows, counted so null handling reconciles too, and breaks no declaration."""
+
+    def as_dict(self) -> dict[str, int]:
+        """Kind -> count, for reports and JSON."""
+        return {f.name: int(getattr(self, f.name)) for f in fields(self)}
+
+    @property
+    def total(self) -> int:
+        """All planted rows."""
+        return sum(self.as_dict().values())
+
+    @property
+    def violating(self) -> int:
+        """Rows that break a declaration of the spec (every kind but the allowed null)."""
+        return self.total - list(self.as_dict().values())[-1]
+
+
+@dataclass(frozen=True)
+class BadRowCounts(_PlantedRows):
     """Order rows corrupted on purpose, by kind; each corrupted row has exactly one defect.
 
     ``negative_amount`` fails ``check orders { amount >= 0 }`` (and the schema range),
     ``amount_above_range`` fails the schema ``range [0, 100000]``, ``channel_outside_set`` fails the
     schema ``in (...)``; ``null_amount`` is allowed by the schema and is counted so null handling can
     be reconciled too.  Keys (``order_id``, ``customer_id``, ``ordered_at``) are never touched.
+    In all, ``floor(bad_rows * orders_rows + 0.5)`` rows.
     """
 
     negative_amount: int = 0
     amount_above_range: int = 0
     channel_outside_set: int = 0
     null_amount: int = 0
-
-    @property
-    def total(self) -> int:
-        """All planted rows, ``floor(bad_rows * orders_rows + 0.5)``."""
-        return self.negative_amount + self.amount_above_range + self.channel_outside_set + self.null_amount
-
-    @property
-    def violating(self) -> int:
-        """Rows that break a declaration of the spec (null amounts do not)."""
-        return self.negative_amount + self.amount_above_range + self.channel_outside_set
-
-    def as_dict(self) -> dict[str, int]:
-        """Kind -> count, for reports and JSON."""
-        return {kind: int(getattr(self, kind)) for kind in BAD_ROW_KINDS}
 
 
 @dataclass(frozen=True)
@@ -571,7 +578,7 @@ _INSPECTIONS_SCHEMA: Final = pa.schema(
 
 
 @dataclass(frozen=True)
-class SensorBadRowCounts:
+class SensorBadRowCounts(_PlantedRows):
     """Reading rows corrupted on purpose, by kind; each corrupted row has exactly one defect.
 
     ``temperature_above_range`` breaks the schema ``range [-60, 200]``, ``negative_vibration`` breaks
@@ -583,19 +590,6 @@ class SensorBadRowCounts:
     negative_vibration: int = 0
     status_outside_set: int = 0
     null_temperature: int = 0
-
-    @property
-    def total(self) -> int:
-        return (self.temperature_above_range + self.negative_vibration + self.status_outside_set
-                + self.null_temperature)
-
-    @property
-    def violating(self) -> int:
-        """Rows that break a declaration of the spec (null temperatures do not)."""
-        return self.temperature_above_range + self.negative_vibration + self.status_outside_set
-
-    def as_dict(self) -> dict[str, int]:
-        return {kind: int(getattr(self, kind)) for kind in SENSOR_BAD_ROW_KINDS}
 
 
 @dataclass(frozen=True)
