@@ -25,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE", "ServeMetrics", "ServingMetrics"]
+__all__ = ["CONTENT_TYPE", "PREDICTION_BUCKETS", "ServeMetrics", "ServingMetrics", "set_version_info"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -104,10 +104,7 @@ class ServingMetrics:
             child.inc()
 
     def set_model(self, serve: str, role: str, model: str, old_version: str | None, version: str) -> None:
-        if old_version is not None and old_version != version:
-            with contextlib.suppress(KeyError):
-                self.model_info.remove(serve, role, model, old_version)
-        self.model_info.labels(serve, role, model, version).set(1)
+        set_version_info(self.model_info, serve, role, model, old_version, version)
 
     def watch_cache(self, stats: Callable[[], tuple[int, int, int]]) -> None:
         """Expose the online feature cache: `stats()` gives (hits, misses, rows held), read at scrape time."""
@@ -115,6 +112,14 @@ class ServingMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def set_version_info(info: Gauge, serve: str, role: str, model: str, old_version: str | None, version: str) -> None:
+    """`mlspec_model_version_info`: the version now serving is 1, the one it replaced is gone."""
+    if old_version is not None and old_version != version:
+        with contextlib.suppress(KeyError):
+            info.remove(serve, role, model, old_version)
+    info.labels(serve, role, model, version).set(1)
 
 
 class _CacheCollector(Collector):

@@ -11,8 +11,6 @@ dead-lettered as invalid, 500 dead-lettered by an internal error), so those rule
 
 from __future__ import annotations
 
-import contextlib
-
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -24,11 +22,12 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from mlspec.runtime.serving.metrics import PREDICTION_BUCKETS, set_version_info
+
 __all__ = ["CONTENT_TYPE", "StreamMetrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-PREDICTION_BUCKETS = (*(round(i * 0.05, 2) for i in range(1, 21)), 2.5, 5.0, 10.0, 100.0, 1000.0)
 
 
 class StreamMetrics:
@@ -82,10 +81,7 @@ class StreamMetrics:
         self.dead_internal = self._dead.labels(serve, "internal")
 
     def set_model(self, model: str, old_version: str | None, version: str) -> None:
-        if old_version is not None and old_version != version:
-            with contextlib.suppress(KeyError):
-                self.model_info.remove(self.serve, "champion", model, old_version)
-        self.model_info.labels(self.serve, "champion", model, version).set(1)
+        set_version_info(self.model_info, self.serve, "champion", model, old_version, version)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
