@@ -91,17 +91,9 @@ class HistoryCache:
             return found
 
     def put(self, source: str, key: str, history: History, version: object) -> None:
-        size = max(1, len(history))
-        if size > self.max_rows:
-            return
         with self._lock:
-            if version != self._version or (source, key) in self._entries:
-                return
-            self._entries[(source, key)] = history
-            self._rows += size
-            while self._rows > self.max_rows:
-                _, old = self._entries.popitem(last=False)
-                self._rows -= max(1, len(old))
+            if version == self._version and (source, key) not in self._entries:
+                self._add((source, key), history)
 
     def advance(self, store: OnlineStore, before: object, after: object,
                 update: Callable[[str, str, History], History | None], touched: Iterable[tuple[str, str]]) -> bool:
@@ -115,16 +107,22 @@ class HistoryCache:
                 old = self._entries.pop((source, key), None)
                 if old is None:
                     continue
-                self._rows -= max(1, len(old))
+                self._rows -= _size(old)
                 new = update(source, key, old)
-                if new is not None and max(1, len(new)) <= self.max_rows:
-                    self._entries[(source, key)] = new
-                    self._rows += max(1, len(new))
-            while self._rows > self.max_rows:
-                _, evicted = self._entries.popitem(last=False)
-                self._rows -= max(1, len(evicted))
+                if new is not None:
+                    self._add((source, key), new)
             self._version = after
             return True
+
+    def _add(self, key: tuple[str, str], history: History) -> None:
+        """Hold `history` (the lock held), least recently used entries out beyond `max_rows`."""
+        if _size(history) > self.max_rows:
+            return
+        self._entries[key] = history
+        self._rows += _size(history)
+        while self._rows > self.max_rows:
+            _, old = self._entries.popitem(last=False)
+            self._rows -= _size(old)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -133,6 +131,10 @@ class HistoryCache:
     def rows(self) -> int:
         """Rows held (an entity without rows counts as one)."""
         return self._rows
+
+
+def _size(history: History) -> int:
+    return max(1, len(history))  # an entity without rows still takes an entry
 
 
 class FeatureService:
