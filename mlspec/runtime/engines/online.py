@@ -440,10 +440,6 @@ def _true(v: Any) -> bool:
 _COUNTED: dict[str, Callable[[Any], bool]] = {"count": _not_null, "count_if": _true}
 
 
-def _count_if(values: list[Any], dtype: DType) -> Any:
-    return sum(1 for v in values if v is True)
-
-
 def _present(values: list[Any]) -> list[Any]:
     return [v for v in values if v is not None]
 
@@ -471,8 +467,8 @@ def _pick(choose: Callable[[list[Any]], Any]) -> Callable[[list[Any], DType], An
 
 
 _AGGREGATES: dict[str, Callable[[list[Any], DType], Any]] = {
-    "count": lambda values, dtype: len(_present(values)),
-    "count_if": _count_if,
+    "count": lambda values, dtype: sum(map(_not_null, values)),
+    "count_if": lambda values, dtype: sum(map(_true, values)),
     "distinct_count": lambda values, dtype: len(set(_present(values))),
     "sum": _sum,
     "mean": _mean,
