@@ -281,7 +281,7 @@ class StreamConsumer:
                 raise
             log.exception("%s: decoding event %s failed", self.serve.name, entry_id)
             text = {bytes(k).decode("utf-8", "replace"): bytes(v).decode("utf-8", "replace") for k, v in fields.items()}
-            return self._internal(entry_id, dict(text), e)
+            return self._internal(entry_id, text, e)
 
     def _append(self, events: Sequence[Event]) -> None:
         if not events:
